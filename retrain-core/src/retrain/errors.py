@@ -1,0 +1,28 @@
+"""User-facing errors: one line that says what, where, why and what to do."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class RetrainError(Exception):
+    """An error caused by user input (config, CLI, files). The CLI prints it as one line."""
+
+
+class ConfigError(RetrainError):
+    """A bad configuration value, key, section or file."""
+
+
+class PluginError(RetrainError):
+    """A plugin or component that cannot be loaded or selected."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], prefix: str = " Did you mean ") -> str:
+    """Return ' Did you mean "x"?' for the closest choice, or '' when nothing is close."""
+    choices = list(choices)
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not match:
+        lowered = {c.lower(): c for c in choices}
+        match = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f'{prefix}"{match[0]}"?' if match else ""

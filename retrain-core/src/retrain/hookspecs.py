@@ -1,0 +1,176 @@
+"""Hook specifications of the ``retrain`` pluggy project.
+
+A plugin is a module (found through the ``retrain`` entry-point group, or registered in-process)
+that implements some of these hooks with ``@retrain.hookimpl``. Registration hooks receive a
+``register(name, factory)`` callback; a factory is a class or function whose typed keyword
+arguments are its config options (see docs/plugins.md). A factory may also declare a ``ctx``
+parameter, which receives the run context and is not an option.
+
+Specs evolve by adding: parameters are added, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT = "retrain"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: ``register(name, factory)``: add one component under ``name``.
+Register = Callable[[str, Callable[..., Any]], None]
+
+
+@hookspec
+def retrain_register_backends(register: Register) -> None:
+    """Register trainers (kind ``backend``), selected by ``[backend] backend``.
+
+    A backend owns the policy weights and the optimizer: ``train_step(batch)``, ``state_dict()``,
+    ``save(path)`` / ``load(path)``.
+
+    Example::
+
+        @hookimpl
+        def retrain_register_backends(register):
+            register("local", LocalBackend)
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_register_engines(register: Register) -> None:
+    """Register inference engines (kind ``engine``), selected by ``[inference] engine``.
+
+    An engine turns tasks into rollouts (``generate(prompts, n)``) and takes new weights
+    (``sync(backend, version)``).
+
+    Example::
+
+        @hookimpl
+        def retrain_register_engines(register):
+            register("vllm", VLLMEngine)
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_register_rewards(register: Register) -> None:
+    """Register reward functions (kind ``reward``), selected by ``[reward] type``.
+
+    A reward scores completions against reference answers: ``score(responses, references)``
+    returns one float per response.
+
+    Example::
+
+        @hookimpl
+        def retrain_register_rewards(register):
+            register("math", MathReward)
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_register_advantages(register: Register) -> None:
+    """Register episode-level advantage functions (kind ``advantage``), selected by
+    ``[algorithm] advantage_mode``.
+
+    An advantage maps rewards ``[B, G]`` to advantages ``[B, G]``.
+
+    Example::
+
+        @hookimpl
+        def retrain_register_advantages(register):
+            register("maxrl", maxrl)
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_register_transforms(register: Register) -> None:
+    """Register token-level advantage transforms (kind ``transform``), selected by
+    ``[algorithm] transform_mode``.
+
+    A transform factory returns a ``retrain.advantages.TransformSpec``.
+
+    Example::
+
+        @hookimpl
+        def retrain_register_transforms(register):
+            register("gtpo_hicra", make_gtpo_hicra)
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_register_environments(register: Register) -> None:
+    """Register task sources (kind ``environment``), selected by ``[data] source`` or
+    ``[environment] provider``.
+
+    An environment yields tasks (prompt, reference answer) for training and evaluation; a
+    multi-turn environment also runs its own interaction loop.
+
+    Example::
+
+        @hookimpl
+        def retrain_register_environments(register):
+            register("verifiers", VerifiersEnvironment)
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_register_planning_detectors(register: Register) -> None:
+    """Register planning-token detectors (kind ``planning_detector``), selected by
+    ``[planning] detector``.
+
+    A detector marks the completion tokens that belong to planning phrases: ``mask [N, T]``.
+
+    Example::
+
+        @hookimpl
+        def retrain_register_planning_detectors(register):
+            register("mined-grams", MinedGramDetector)
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_register_loggers(register: Register) -> None:
+    """Register metric loggers (kind ``logger``), selected by ``[logging] loggers``.
+
+    A logger receives ``log(step, metrics)`` and ``close()``.
+
+    Example::
+
+        @hookimpl
+        def retrain_register_loggers(register):
+            register("wandb", WandbLogger)
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_register_commands(register: Register) -> None:
+    """Register CLI sub-commands (kind ``command``): ``register(name, typer_app)``.
+
+    The factory is a zero-argument callable that returns a ``typer.Typer``; it is mounted as
+    ``retrain NAME``.
+
+    Example::
+
+        @hookimpl
+        def retrain_register_commands(register):
+            register("hicra", lambda: hicra_app)
+
+    Since 0.1.0.
+    """
