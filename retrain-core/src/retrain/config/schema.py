@@ -196,6 +196,8 @@ class BackpressureConfig:
     margin: float = opt(0.9, "Target = margin * p* (the USL peak).")
     warmup_probes: int = opt(3, "Probes at distinct concurrency before the first fit.")
     hysteresis: float = opt(0.1, "Relative change below which the batch is left alone.")
+    memory_fraction: float = opt(0.9, "Share of free accelerator memory the KV cache may fill; caps the batch "
+                                      "at free * fraction / (kv bytes per token * (prompt + max_tokens)).")
 
 
 @dataclass

@@ -1,0 +1,336 @@
+"""Back pressure: size the generation batch from a Universal-Scalability-Law fit (DESIGN section 7).
+
+Throughput X (tokens/s) at concurrency p (sequences decoded together) follows Gunther's USL
+
+    X(p) = lam * p / (1 + sigma * (p - 1) + kappa * p * (p - 1))
+
+sigma is contention (serial fraction), kappa coherency (cross-talk that makes throughput fall
+past the peak), lam the throughput of one sequence. The peak is at p* = sqrt((1 - sigma) / kappa).
+
+The controller probes a few distinct concurrencies (warm-up), fits (lam, sigma, kappa) by least
+squares, and moves the batch to ``margin * p*``, never above what the KV cache fits in memory
+(:func:`kv_cache_max_concurrency`) nor ``max_batch``; changes smaller than ``hysteresis``
+(relative) are ignored so the batch does not flap with measurement noise.
+
+Fitting (pure Python, no numpy/scipy): p / X = a + b (p - 1) + c p (p - 1) is linear in
+a = 1/lam, b = sigma/lam, c = kappa/lam, so an ordinary least-squares solve gives a start; a few
+damped Gauss-Newton (Levenberg-Marquardt) steps then minimise the *relative* residuals
+(X_model - X) / X of the original curve, with sigma kept in [0, 1) and kappa >= 0.
+
+How the loop uses it: the engine generates the N = B*G rows of a step in chunks of
+``controller.next_batch()`` rows (its generation micro-batch), times each chunk, and calls
+``controller.observe(rows_in_chunk, generated_tokens / seconds)``. Its state goes into checkpoints
+(``state_dict`` / ``load_state_dict``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class USLFit:
+    """Fitted USL parameters and the quality of the fit."""
+
+    lam: float  # tokens/s of one sequence
+    sigma: float  # contention, in [0, 1)
+    kappa: float  # coherency, >= 0
+    rmse_rel: float  # root-mean-square relative residual of the fit
+
+    def throughput(self, p: float) -> float:
+        return usl(p, self.lam, self.sigma, self.kappa)
+
+    @property
+    def peak(self) -> float:
+        """p* = sqrt((1 - sigma) / kappa); infinite when kappa == 0 (no retrograde region)."""
+        if self.kappa <= 0.0:
+            return math.inf
+        return math.sqrt(max(1.0 - self.sigma, 0.0) / self.kappa)
+
+
+def usl(p: float, lam: float, sigma: float, kappa: float) -> float:
+    """Universal Scalability Law throughput at concurrency ``p``."""
+    return lam * p / (1.0 + sigma * (p - 1.0) + kappa * p * (p - 1.0))
+
+
+def _solve3(a: list[list[float]], b: list[float]) -> list[float] | None:
+    """Solve a 3x3 system by Gaussian elimination with partial pivoting; None if singular."""
+    m = [row[:] + [rhs] for row, rhs in zip(a, b)]
+    n = 3
+    for col in range(n):
+        piv = max(range(col, n), key=lambda r: abs(m[r][col]))
+        if abs(m[piv][col]) < 1e-300:
+            return None
+        m[col], m[piv] = m[piv], m[col]
+        for r in range(col + 1, n):
+            f = m[r][col] / m[col][col]
+            for k in range(col, n + 1):
+                m[r][k] -= f * m[col][k]
+    x = [0.0] * n
+    for r in reversed(range(n)):
+        x[r] = (m[r][n] - sum(m[r][k] * x[k] for k in range(r + 1, n))) / m[r][r]
+    return x
+
+
+def _clamp_params(lam: float, sigma: float, kappa: float) -> tuple[float, float, float]:
+    return max(lam, 1e-12), min(max(sigma, 0.0), 1.0 - 1e-9), max(kappa, 0.0)
+
+
+def _rel_residuals(ps: list[float], xs: list[float], lam: float, sigma: float, kappa: float) -> list[float]:
+    return [(usl(p, lam, sigma, kappa) - x) / x for p, x in zip(ps, xs)]
+
+
+def fit_usl(points: list[tuple[float, float]], iterations: int = 50) -> USLFit:
+    """Least-squares USL fit to ``(concurrency, throughput)`` points (at least 3 distinct p, X > 0).
+
+    >>> pts = [(p, usl(p, 100.0, 0.05, 0.001)) for p in (1, 4, 16, 64)]
+    >>> f = fit_usl(pts); round(f.sigma, 4), round(f.kappa, 5)
+    (0.05, 0.001)
+    """
+    pts = [(float(p), float(x)) for p, x in points if p > 0 and x > 0]
+    if len({p for p, _ in pts}) < 3:
+        raise ValueError(f"fit_usl needs throughput at >= 3 distinct concurrencies, got {sorted({p for p, _ in pts})}")
+    ps = [p for p, _ in pts]
+    xs = [x for _, x in pts]
+
+    # 1) Linearised start: y = p/X = a + b (p-1) + c p (p-1), weighted by X/p so that the
+    #    residual is relative to X (y * X/p = 1 at an exact fit).
+    ata = [[0.0] * 3 for _ in range(3)]
+    aty = [0.0] * 3
+    for p, x in zip(ps, xs):
+        w = x / p
+        row = [w, w * (p - 1.0), w * p * (p - 1.0)]
+        y = w * p / x  # == 1
+        for i in range(3):
+            aty[i] += row[i] * y
+            for j in range(3):
+                ata[i][j] += row[i] * row[j]
+    sol = _solve3(ata, aty)
+    if sol is not None and sol[0] > 0:
+        a, b, c = sol
+        lam, sigma, kappa = _clamp_params(1.0 / a, b / a, c / a)
+    else:  # degenerate: start from "linear scaling at the best per-sequence rate"
+        lam, sigma, kappa = max(x / p for p, x in zip(ps, xs)), 0.0, 0.0
+
+    # 2) Projected Levenberg-Marquardt on relative residuals of the original curve.
+    def cost(params: tuple[float, float, float]) -> float:
+        return sum(r * r for r in _rel_residuals(ps, xs, *params))
+
+    params = (lam, sigma, kappa)
+    best = cost(params)
+    damping = 1e-3
+    for _ in range(iterations):
+        lam, sigma, kappa = params
+        jtj = [[0.0] * 3 for _ in range(3)]
+        jtr = [0.0] * 3
+        for p, x in zip(ps, xs):
+            d = 1.0 + sigma * (p - 1.0) + kappa * p * (p - 1.0)
+            model = lam * p / d
+            r = (model - x) / x
+            # d(model)/d(lam, sigma, kappa), divided by x (relative residual)
+            jac = [p / d / x, -model * (p - 1.0) / d / x, -model * p * (p - 1.0) / d / x]
+            for i in range(3):
+                jtr[i] += jac[i] * r
+                for j in range(3):
+                    jtj[i][j] += jac[i] * jac[j]
+        improved = False
+        for _ in range(10):
+            lhs = [[jtj[i][j] + (damping * jtj[i][i] if i == j else 0.0) for j in range(3)] for i in range(3)]
+            step = _solve3(lhs, [-g for g in jtr])
+            if step is None:
+                break
+            trial = _clamp_params(lam + step[0], sigma + step[1], kappa + step[2])
+            c = cost(trial)
+            if c < best:
+                params, best, improved = trial, c, True
+                damping = max(damping / 3.0, 1e-12)
+                break
+            damping *= 10.0
+        if not improved or best < 1e-24:
+            break
+    lam, sigma, kappa = params
+    rmse = math.sqrt(best / len(ps))
+    return USLFit(lam=lam, sigma=sigma, kappa=kappa, rmse_rel=rmse)
+
+
+def kv_bytes_per_token(layers: int, kv_heads: int, head_dim: int, dtype_bytes: int) -> int:
+    """Bytes of KV cache one token occupies: K and V, every layer: 2 * layers * kv_heads * head_dim * dtype_bytes."""
+    return 2 * layers * kv_heads * head_dim * dtype_bytes
+
+
+def kv_bytes_per_token_from_config(model_config: Any, dtype_bytes: int) -> int:
+    """:func:`kv_bytes_per_token` read off a transformers model config (GQA-aware)."""
+    heads = model_config.num_attention_heads
+    kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
+    head_dim = getattr(model_config, "head_dim", None) or model_config.hidden_size // heads
+    return kv_bytes_per_token(model_config.num_hidden_layers, kv_heads, head_dim, dtype_bytes)
+
+
+def kv_cache_max_concurrency(free_bytes: int, bytes_per_token: int, prompt_len: int, max_tokens: int) -> int:
+    """Sequences whose full KV cache (prompt + completion tokens) fits in ``free_bytes``.
+
+    Units: bytes / (bytes per token * tokens per sequence) = sequences.
+    """
+    per_sequence = bytes_per_token * (prompt_len + max_tokens)
+    if per_sequence <= 0:
+        raise ValueError("bytes_per_token * (prompt_len + max_tokens) must be positive")
+    return max(0, int(free_bytes // per_sequence))
+
+
+def _probe_points(low: int, high: int, count: int) -> list[int]:
+    """``count`` distinct integers from ``low`` to ``high``, geometrically spaced (fewer if the range is small)."""
+    if high <= low or count <= 1:
+        return [low]
+    count = min(count, high - low + 1)
+    out: list[int] = []
+    for i in range(count):
+        v = round(low * (high / low) ** (i / (count - 1)))
+        v = max(low, min(high, v))
+        while v in out and v < high:
+            v += 1
+        if v not in out:
+            out.append(v)
+    return sorted(out)
+
+
+class BackpressureController:
+    """Adaptive generation batch: warm-up probes, USL fit, ``margin * p*`` under a memory cap, hysteresis."""
+
+    def __init__(
+        self,
+        min_batch: int = 1,
+        max_batch: int = 1024,
+        margin: float = 0.9,
+        warmup_probes: int = 3,
+        hysteresis: float = 0.1,
+        memory_cap: int | None = None,
+        per_point: int = 4,
+    ) -> None:
+        if min_batch < 1 or max_batch < min_batch:
+            raise ValueError(f"[backpressure] needs 1 <= min_batch <= max_batch, got {min_batch}, {max_batch}")
+        if not 0.0 < margin <= 1.0:
+            raise ValueError(f"[backpressure] margin must be in (0, 1], got {margin}")
+        self.min_batch = min_batch
+        self.max_batch = max_batch
+        self.margin = margin
+        self.warmup_probes = max(3, warmup_probes)  # three parameters need three distinct points
+        self.hysteresis = hysteresis
+        self.memory_cap = memory_cap
+        self.per_point = per_point  # recent measurements kept per concurrency (older ones age out)
+        self.observations: list[tuple[int, float]] = []
+        self.current: int | None = None
+        self.fit: USLFit | None = None
+        self._probes = self._make_probes()
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any], memory_cap: int | None = None) -> BackpressureController:
+        """Build from the ``[backpressure]`` section (``config.section("backpressure")``)."""
+        keys = ("min_batch", "max_batch", "margin", "warmup_probes", "hysteresis")
+        return cls(**{k: section[k] for k in keys if k in section}, memory_cap=memory_cap)
+
+    # -- limits ---------------------------------------------------------------------------------
+    @property
+    def upper(self) -> int:
+        """The largest batch allowed: ``max_batch``, lowered to the KV-cache memory cap when known."""
+        cap = self.max_batch if self.memory_cap is None else min(self.max_batch, self.memory_cap)
+        return max(self.min_batch, cap)
+
+    def set_memory_cap(self, sequences: int | None) -> None:
+        """Cap the batch at ``sequences`` (e.g. from :func:`kv_cache_max_concurrency`)."""
+        self.memory_cap = sequences
+        self._probes = [p for p in self._probes if p <= self.upper] or [self.upper]
+        if self.current is not None:
+            self.current = min(self.current, self.upper)
+
+    def _make_probes(self) -> list[int]:
+        return _probe_points(self.min_batch, self.upper, self.warmup_probes)
+
+    @property
+    def warming_up(self) -> bool:
+        seen = {p for p, _ in self.observations}
+        return any(p not in seen for p in self._probes)
+
+    # -- the API the loop calls ---------------------------------------------------------------
+    def observe(self, concurrency: int, tokens_per_s: float) -> None:
+        """Record that ``concurrency`` sequences decoded together gave ``tokens_per_s``."""
+        if concurrency < 1 or not tokens_per_s > 0 or not math.isfinite(tokens_per_s):
+            return
+        p = int(concurrency)
+        self.observations.append((p, float(tokens_per_s)))
+        same = [i for i, (q, _) in enumerate(self.observations) if q == p]
+        if len(same) > self.per_point:  # forget the oldest at this p: the fit follows drift
+            del self.observations[same[0]]
+        if not self.warming_up:
+            self._refit()
+
+    def next_batch(self) -> int:
+        """The concurrency to use next: the next unprobed warm-up point, then the fitted target."""
+        if self.warming_up:
+            seen = {p for p, _ in self.observations}
+            return next(p for p in self._probes if p not in seen)
+        if self.current is None:
+            self._refit()
+        return self.current if self.current is not None else self.upper
+
+    def target(self) -> int | None:
+        """``margin * p*`` clamped to [min_batch, upper]; None before the first fit."""
+        if self.fit is None:
+            return None
+        peak = self.fit.peak
+        raw = self.upper if math.isinf(peak) else int(math.floor(self.margin * peak))
+        return max(self.min_batch, min(self.upper, raw))
+
+    def _refit(self) -> None:
+        # average the recent measurements at each concurrency
+        by_p: dict[int, list[float]] = {}
+        for p, x in self.observations:
+            by_p.setdefault(p, []).append(x)
+        if len(by_p) < 3:
+            return
+        self.fit = fit_usl([(p, sum(v) / len(v)) for p, v in by_p.items()])
+        want = self.target()
+        assert want is not None
+        if self.current is None or abs(want - self.current) > self.hysteresis * self.current:
+            self.current = want
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        fit = None if self.fit is None else [self.fit.lam, self.fit.sigma, self.fit.kappa, self.fit.rmse_rel]
+        return {"observations": [list(o) for o in self.observations], "current": self.current,
+                "fit": fit, "memory_cap": self.memory_cap, "probes": list(self._probes)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.observations = [(int(p), float(x)) for p, x in state["observations"]]
+        self.current = state["current"]
+        self.memory_cap = state["memory_cap"]
+        self.fit = None if state["fit"] is None else USLFit(*state["fit"])
+        self._probes = [int(p) for p in state["probes"]]
+
+    def metrics(self) -> dict[str, float]:
+        """``backpressure/*`` metrics for the step logger."""
+        out: dict[str, float] = {"backpressure/batch": float(self.next_batch())}
+        if self.fit is not None:
+            out.update({"backpressure/sigma": self.fit.sigma, "backpressure/kappa": self.fit.kappa,
+                        "backpressure/lambda": self.fit.lam, "backpressure/fit_rmse": self.fit.rmse_rel})
+            if math.isfinite(self.fit.peak):
+                out["backpressure/peak"] = self.fit.peak
+        if self.memory_cap is not None:
+            out["backpressure/memory_cap"] = float(self.memory_cap)
+        return out
+
+
+def memory_cap_for_model(model: Any, prompt_len: int, max_tokens: int, fraction: float = 0.9) -> int | None:
+    """KV-cache concurrency cap for a transformers ``model`` on its device; None on CPU (no fixed pool).
+
+    Uses the accelerator's currently free bytes times ``fraction`` ([backpressure] memory_fraction).
+    """
+    import torch
+
+    param = next(model.parameters())
+    if param.device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(param.device)
+    per_token = kv_bytes_per_token_from_config(model.config, param.element_size())
+    return kv_cache_max_concurrency(int(free * fraction), per_token, prompt_len, max_tokens)
