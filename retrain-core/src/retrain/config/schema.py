@@ -110,7 +110,11 @@ class SEPAConfig:
     schedule: str = opt("linear", "Lambda controller: linear or auto.", ("linear", "auto"))
     steps: int = opt(500, "Linear ramp length (steps) after the delay.")
     delay_steps: int = opt(50, "Steps with lambda = 0 before the ramp.")
-    correct_rate_gate: float = opt(0.1, "Lambda stays 0 until the batch correct rate first reaches this (sticky).")
+    correct_rate_gate: float = opt(0.1, "Lambda stays 0 until the batch correct rate (fraction of rewards >= 0.5) "
+                                        "first reaches this; then the gate stays open (sticky).")
+    ema_decay: float = opt(0.9, "auto: EMA decay of the execution-uncertainty variance.")
+    warmup: int = opt(10, "auto: steps observed before the EMA is frozen as the reference variance.")
+    var_target: float = opt(0.2, "auto: lambda reaches 1 when the variance EMA falls to this fraction of the reference.")
 
 
 @dataclass

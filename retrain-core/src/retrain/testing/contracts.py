@@ -1,0 +1,100 @@
+"""Reusable contract checks for plugin authors' tests (shape, dtype, finiteness, no mutation, determinism).
+
+    from retrain.testing.contracts import check_transform_spec, check_advantage
+
+    def test_my_transform_contract():
+        check_transform_spec(make_transform_spec())
+
+Each check raises ``AssertionError`` with a message naming the broken rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def sample_batch(n_groups: int = 2, group_size: int = 4, tokens: int = 6, seed: int = 0) -> dict[str, Any]:
+    """A small deterministic batch: rewards [N], uncertainty [N, T], planning and valid masks [N, T]."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n = n_groups * group_size
+    rewards = (torch.rand(n, generator=g) > 0.5).float()  # [N]
+    rewards[:group_size] = torch.tensor([1.0] + [0.0] * (group_size - 1))  # one group with signal
+    h = torch.rand(n, tokens, generator=g) * 2.0  # [N, T]
+    lengths = torch.randint(1, tokens + 1, (n,), generator=g)  # [N]
+    valid = torch.arange(tokens).unsqueeze(0) < lengths.unsqueeze(1)  # [N, T]
+    planning = (torch.rand(n, tokens, generator=g) < 0.3) & valid  # [N, T]
+    return {"rewards": rewards, "h": h * valid, "valid": valid, "planning": planning, "group_size": group_size}
+
+
+def _clone(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.clone() if hasattr(v, "clone") else v for k, v in batch.items()}
+
+
+def _assert_same_inputs(before: dict[str, Any], after: dict[str, Any], who: str) -> None:
+    import torch
+
+    for k, v in before.items():
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(v, after[k]), f"{who} modified its input {k!r} in place"
+
+
+def check_advantage(advantage: Any, group_size: int = 4, n_groups: int = 3) -> None:
+    """An episode advantage: [B, G] -> [B, G] float, finite, deterministic, input untouched,
+    exactly 0 on groups with equal rewards."""
+    import torch
+
+    rewards = torch.tensor([[1.0] + [0.0] * (group_size - 1), [0.5] * group_size, [0.0] * group_size])[:n_groups]
+    before = rewards.clone()
+    out = torch.as_tensor(advantage(rewards))
+    assert out.shape == rewards.shape, f"advantage returned shape {tuple(out.shape)}, expected {tuple(rewards.shape)}"
+    assert out.dtype.is_floating_point, f"advantage returned dtype {out.dtype}, expected a float dtype"
+    assert torch.isfinite(out).all(), "advantage returned non-finite values"
+    assert torch.equal(rewards, before), "advantage modified its input rewards in place"
+    assert torch.equal(torch.as_tensor(advantage(rewards.clone())), out), "advantage is not deterministic"
+    assert (out[1:] == 0).all(), "groups with equal rewards must get exactly zero advantage"
+    assert out[0, 0] > 0 > out[0, 1], "the only correct sample must get a positive advantage, the others negative"
+
+
+def transformed_token_advantages(spec: Any, batch: dict[str, Any], sepa_lambda: float = 0.5,
+                                 beta: float = 0.1) -> Any:
+    """Run a TransformSpec the way the credit assigner does on a sample batch: token advantages [N, T]."""
+    from retrain.advantages.credit import Credit
+    from retrain.advantages.episode import GRPO
+
+    credit = Credit(GRPO(), spec, gtpo_beta=spec.gtpo_beta if spec.gtpo_beta is not None else beta)
+    return credit.transform_batch(batch["rewards"], batch["group_size"], batch["h"], batch["planning"],
+                                  batch["valid"], sepa_lambda)
+
+
+def check_transform_spec(spec: Any, *, seeds: tuple[int, ...] = (0, 1), sepa_lambdas: tuple[float, ...] = (0.0, 0.5, 1.0)) -> None:
+    """A TransformSpec: the seed fields exist; on sample batches its token advantages are [N, T]
+    float32, finite, zero off the valid mask, deterministic; inputs are not modified; the
+    per-row entropy_transform returns one value per token."""
+    import torch
+
+    from retrain.advantages import TransformSpec
+
+    assert isinstance(spec, TransformSpec), f"expected a TransformSpec, got {type(spec).__name__}"
+    for field in ("name", "use_gtpo", "needs_planning", "uses_sepa_controller", "entropy_transform"):
+        assert hasattr(spec, field), f"TransformSpec lacks the field {field!r}"
+    assert isinstance(spec.name, str) and spec.name, "TransformSpec.name must be a non-empty string"
+    for seed in seeds:
+        batch = sample_batch(seed=seed)
+        for lam in sepa_lambdas:
+            frozen = _clone(batch)
+            out = transformed_token_advantages(spec, batch, lam)
+            who = f'transform "{spec.name}" (seed {seed}, lambda {lam})'
+            _assert_same_inputs(frozen, batch, who)
+            assert out.shape == batch["h"].shape, f"{who}: shape {tuple(out.shape)}, expected {tuple(batch['h'].shape)}"
+            assert out.dtype == torch.float32, f"{who}: dtype {out.dtype}, expected float32"
+            assert torch.isfinite(out).all(), f"{who}: non-finite token advantages"
+            assert (out[~batch["valid"]] == 0).all(), f"{who}: non-zero advantage on masked tokens"
+            again = transformed_token_advantages(spec, _clone(frozen), lam)
+            assert torch.equal(out, again), f"{who}: not deterministic"
+    if spec.entropy_transform is not None:
+        row = [0.5, 1.0, 2.0, 0.25]
+        out = spec.entropy_transform(list(row), [1, 0, 0, 1], 0.5)
+        assert len(out) == len(row), f'transform "{spec.name}": entropy_transform must return one value per token'
+        assert all(isinstance(float(x), float) for x in out)

@@ -1,0 +1,28 @@
+"""Shared builders for the credit tests: a RunContext from a config dict, rollouts from texts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def make_ctx(data: dict[str, Any] | None = None, config_path: Path | None = None, tokenizer: Any = None,
+             extra: tuple = ()) -> Any:
+    from retrain.config import config_from_dict
+    from retrain.plugins import load_plugins
+    from retrain.types import RunContext
+
+    cfg = config_from_dict(data or {}, source=str(config_path or "test.toml"))
+    registry = load_plugins(extra=extra)
+    return RunContext(config=cfg, registry=registry, config_path=config_path, tokenizer=tokenizer)
+
+
+def make_rollouts(tokenizer: Any, texts: list[str], group_size: int, logprobs: list[list[float]] | None = None) -> Any:
+    from retrain.types import Generation, Rollouts, Task
+
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    lps = logprobs or [[-1.0] * len(i) for i in ids]
+    gen = Generation(completion_ids=ids, logprobs=lps, finish_reasons=["stop"] * len(ids), texts=texts,
+                     policy_version=0)
+    tasks = [Task(prompt="p", answer="a") for _ in range(len(ids) // group_size)]
+    return Rollouts.from_generation(tasks, [[1]] * len(tasks), gen, group_size)
