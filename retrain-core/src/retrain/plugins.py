@@ -42,6 +42,7 @@ KINDS: dict[str, str] = {
 #: Modules of retrain-core that register built-in components. Each implements hooks.
 BUILTIN_MODULES: list[str] = [
     # each area adds its registration module here: "retrain.<area>.plugin" (shows as builtin.<area>)
+    "retrain.rewards.plugin",
     "retrain.advantages.plugin",
 ]
 

@@ -150,6 +150,18 @@ class RewardConfig:
     timeout: float = opt(5.0, "Seconds per scoring call before it counts as a timeout (reward 0).")
     workers: int = opt(2, "Worker processes for scoring.")
     terms: list[dict] = opt([], 'For type = "combo": [{type = "math", weight = 1.0}, ...].')
+    fallback: str = opt("last_number", "Answer extraction when there is no \\boxed{}: none (boxed only), answer_is "
+                                       '("the answer is X"), last_number (answer_is, then the last number).',
+                        ("none", "answer_is", "last_number"))
+    function: str = opt("", 'For type = "custom": dotted path to score(response, reference) -> float '
+                            "or score_batch(responses, references) -> list[float].")
+    judge_url: str = opt("", "For type = \"judge\": base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
+    judge_model: str = opt("", "Judge model name sent in requests ('' = the server's default).")
+    judge_api_key_env: str = opt("", "Environment variable holding the judge's API key.")
+    judge_timeout: float = opt(60.0, "Seconds per judge request.")
+    judge_retries: int = opt(3, "Retries per judge request (exponential backoff from 0.5 s).")
+    judge_cache: str = opt("", "JSONL file caching verdicts across runs ('' = <run dir>/judge_cache.jsonl).")
+    judge_prompt: str = opt("", "Judge prompt with {response} and {reference} ('' = the built-in CORRECT/INCORRECT prompt).")
 
 
 @dataclass
