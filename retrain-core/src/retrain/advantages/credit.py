@@ -110,6 +110,15 @@ class Credit:
         self.ctx = ctx
         self._tokenizer = tokenizer
 
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Controller state for checkpoints (JSON-serialisable; empty without a SEPA controller)."""
+        return {"sepa": self.controller.state_dict()} if self.controller is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.controller is not None and state.get("sepa") is not None:
+            self.controller.load_state_dict(state["sepa"])
+
     # -- inputs ---------------------------------------------------------------------------------
     def tokenizer(self) -> Any:
         tok = self._tokenizer or getattr(self.ctx, "tokenizer", None) or getattr(
