@@ -64,10 +64,7 @@ class Config:
 
     def replace(self, overrides: dict[str, Any]) -> Config:
         """A copy with ``{"section.key": value}`` applied (validated)."""
-        data = self.to_dict(redact=False)
-        for dotted, value in overrides.items():
-            sec, _, key = dotted.partition(".")
-            data.setdefault(sec, {})[key] = value
+        data = apply_overrides(self.to_dict(redact=False), overrides, self.source)
         return config_from_dict(data, source=self.source)
 
 
@@ -126,24 +123,27 @@ def _resolved_types(cls: type) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<config>",
-                     plugin_sections: set[str] | None = None) -> Config:
-    """Validate a TOML-shaped dict. ``plugin_sections`` (when known) are the non-core section
-    names that installed plugins accept; otherwise unknown sections are kept for later checks."""
+                     plugin_sections: set[str] | None = None,
+                     section_hints: dict[str, str] | None = None) -> Config:
+    """Validate a TOML-shaped dict.
+
+    ``plugin_sections`` (when known, from ``Registry.plugin_sections()``) are the non-core
+    section names that installed plugins accept; when it is None, unknown sections are kept for
+    later checks. ``section_hints`` explain known-but-unavailable sections
+    (``Registry.section_hints()``: a failed plugin, a first-party package to install).
+    """
     built: dict[str, Any] = {}
     extra: dict[str, dict[str, Any]] = {}
     for name, body in data.items():
         if name not in SECTIONS:
             if plugin_sections is not None and name not in plugin_sections:
-                raise ConfigError(
-                    f"{source}: unknown section [{name}]."
-                    + did_you_mean(name, [*SECTIONS, *plugin_sections], prefix=" Did you mean ").replace('"', "[", 1)
-                    .replace('"?', "]?") + _sections_hint())
+                raise ConfigError(_unknown_section(name, source, plugin_sections, section_hints or {}))
             if not isinstance(body, dict):
-                raise ConfigError(f"{source}: [{name}] must be a table, got {type(body).__name__}.")
+                raise ConfigError(f"{source}: [{name}] must be a table, got {_toml_type(body)}.")
             extra[name] = dict(body)
             continue
         if not isinstance(body, dict):
-            raise ConfigError(f"{source}: {name} must be a table [{name}], got {type(body).__name__}.")
+            raise ConfigError(f"{source}: {name} must be a table [{name}], got {_toml_type(body)}.")
     for name, cls in SECTIONS.items():
         body = dict(data.get(name, {}) or {})
         types = _resolved_types(cls)
@@ -151,17 +151,18 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>",
         kwargs: dict[str, Any] = {}
         for key, value in body.items():
             if key not in valid:
-                hint = did_you_mean(key, valid, prefix=" Did you mean ").replace('"', "")
-                raise ConfigError(f"{source}: unknown key [{name}] {key}.{hint or ' Valid keys: ' + ', '.join(valid) + '.'}")
+                hint = did_you_mean(key, valid).replace('"', "")
+                raise ConfigError(f"{source}: unknown key [{name}] {key}."
+                                  f"{hint or ' Valid keys: ' + ', '.join(valid) + '.'}")
             attr = KEY_ALIASES.get(key, key)
             ok, coerced = _check_type(value, types[attr])
             if not ok:
-                raise ConfigError(f"{source}: [{name}] {key} = {value!r}: expected {_type_name(types[attr])}, "
-                                  f"got {type(value).__name__}.")
+                raise ConfigError(f"{source}: [{name}] {key} = {_show(value)}: expected {_type_name(types[attr])}, "
+                                  f"got {_toml_type(value)}.")
             choices = next(f.metadata.get("choices") for f in fields(cls) if f.name == attr)
             if choices and coerced not in choices:
-                raise ConfigError(f"{source}: [{name}] {key} = {value!r}: must be one of {', '.join(choices)}."
-                                  + did_you_mean(str(value), choices))
+                raise ConfigError(f"{source}: [{name}] {key} = {_show(value)}: must be one of "
+                                  f"{', '.join(choices)}." + did_you_mean(str(value), choices))
             kwargs[attr] = coerced
         built[name] = cls(**kwargs)
     cfg = Config(**built, plugin_sections=extra, source=source)
@@ -169,8 +170,30 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>",
     return cfg
 
 
-def _sections_hint() -> str:
-    return " Core sections: " + ", ".join(f"[{s}]" for s in SECTIONS) + "; plugins add their own."
+def _unknown_section(name: str, source: str, plugin_sections: set[str], hints: dict[str, str]) -> str:
+    if name in hints:
+        return f"{source}: section [{name}] cannot be used: {hints[name]}."
+    hint = did_you_mean(name, [*SECTIONS, *sorted(plugin_sections)])
+    if hint:
+        return f"{source}: unknown section [{name}]. Did you mean [{hint.split(chr(34))[1]}]?"
+    extra = f"; plugin sections: {', '.join(f'[{s}]' for s in sorted(plugin_sections))}" if plugin_sections else ""
+    return (f"{source}: unknown section [{name}]. Core sections: {', '.join(f'[{s}]' for s in SECTIONS)}"
+            f"{extra}.")
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in TOML."""
+    try:
+        return _toml_value(value)
+    except TypeError:
+        return repr(value)
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return {str: "string", int: "integer", float: "number", dict: "table", list: "list"}.get(
+        type(value), type(value).__name__)
 
 
 def _check_values(cfg: Config) -> None:
@@ -198,14 +221,34 @@ def parse_value(text: str) -> Any:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["training.lr=1e-5", ...]`` -> ``{"training.lr": 1e-05}``."""
+    """``["training.lr=1e-5", ...]`` -> ``{"training.lr": 1e-05}``. Values are TOML
+    (``true``, ``[1, 2]``, ``"text"``); anything that is not valid TOML is taken as a string."""
     out: dict[str, Any] = {}
     for item in items:
         key, eq, value = item.partition("=")
-        if not eq or "." not in key:
-            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set training.lr=1e-5.")
-        out[key.strip()] = parse_value(value.strip())
+        key = key.strip()
+        sec, dot, name = key.partition(".")
+        if not eq or not dot or not sec or not name:
+            raise ConfigError(f"--set {item}: expected section.key=value, e.g. --set training.lr=1e-5.")
+        out[key] = parse_value(value.strip())
     return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: str) -> dict[str, Any]:
+    """Merge ``{"section.key": value}`` (``section.key.sub`` reaches into tables) into ``data``."""
+    for dotted, value in overrides.items():
+        sec, _, rest = dotted.partition(".")
+        if sec in data and not isinstance(data[sec], dict):
+            raise ConfigError(f"--set {dotted}: [{sec}] is not a table in {source}.")
+        node = data.setdefault(sec, {})
+        *parents, leaf = rest.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {dotted}: [{sec}] {part} is not a table.")
+            node = child
+        node[leaf] = value
+    return data
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -220,16 +263,17 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
-                plugin_sections: set[str] | None = None) -> Config:
-    """Read, merge ``{"section.key": value}`` overrides, validate."""
+                plugin_sections: set[str] | None = None,
+                section_hints: dict[str, str] | None = None) -> Config:
+    """Read ``path``, merge ``{"section.key": value}`` overrides (from ``--seed``, ``--set``...),
+    validate. Errors in an override name the ``--set`` that caused them."""
     data = read_toml(path) if path is not None else {}
     source = str(path) if path is not None else "<defaults>"
-    for dotted, value in (overrides or {}).items():
-        sec, _, key = dotted.partition(".")
-        if sec in data and not isinstance(data[sec], dict):
-            raise ConfigError(f"--set {dotted}: [{sec}] is not a table in {source}.")
-        data.setdefault(sec, {})[key] = value
-    return config_from_dict(data, source=source, plugin_sections=plugin_sections)
+    for dotted, value in (overrides or {}).items():  # check each override alone for a precise message
+        config_from_dict(apply_overrides({}, {dotted: value}, source), source=f"--set {dotted}",
+                         plugin_sections=plugin_sections, section_hints=section_hints)
+    apply_overrides(data, overrides or {}, source)
+    return config_from_dict(data, source=source, plugin_sections=plugin_sections, section_hints=section_hints)
 
 
 def dump_toml(data: dict[str, Any]) -> str:
@@ -266,4 +310,4 @@ def _toml_value(value: Any) -> str:
 
 
 __all__ = ["Config", "load_config", "config_from_dict", "parse_set", "parse_value", "read_toml", "dump_toml",
-           "SECTIONS"]
+           "apply_overrides", "SECTIONS"]

@@ -1,0 +1,142 @@
+"""Text generated from the code: the config reference (schema.py), the hook reference
+(hookspecs.py), the built-in component list, the CLI reference and the starter config.
+
+``retrain help``, ``retrain init`` and ``retrain man --sync`` use these; tests keep docs/ equal
+to them, so the manual cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import MISSING, fields
+from typing import Any
+
+from retrain.config import _toml_value
+from retrain.config.schema import SECTIONS, toml_key
+
+#: Sections written active by ``retrain init``; the others are written commented out.
+STARTER_ACTIVE = ("backend", "model", "algorithm", "training", "inference", "data", "reward", "logging", "eval")
+
+
+def _default(f: Any) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def _type(tp: Any) -> str:
+    if typing.get_origin(tp) is list:
+        (arg,) = typing.get_args(tp) or (Any,)
+        return f"list[{_type(arg)}]"
+    return {str: "string", int: "integer", float: "float", bool: "boolean", dict: "table"}.get(tp, str(tp))
+
+
+def _rows(section: str) -> list[tuple[str, str, str, str, tuple[str, ...] | None]]:
+    """(key, type, default as TOML, doc, choices) for each key of a core section."""
+    cls = SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    return [(toml_key(f.name), _type(hints[f.name]), _toml_value(_default(f)), f.metadata.get("doc", ""),
+             f.metadata.get("choices")) for f in fields(cls)]
+
+
+def config_reference_markdown() -> str:
+    out = []
+    for section, cls in SECTIONS.items():
+        out.append(f"### `[{section}]`\n\n{inspect.getdoc(cls) or ''}\n")
+        out.append("| key | type | default | meaning |\n|---|---|---|---|")
+        for key, tp, default, doc, choices in _rows(section):
+            doc = doc + (f" One of: {', '.join(f'`{c}`' for c in choices)}." if choices else "")
+            out.append(f"| `{key}` | {tp} | `{default}` | {doc.replace('|', '&#124;')} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def config_reference_text(only: str | None = None) -> str:
+    out = []
+    for section, cls in SECTIONS.items():
+        if only and section != only:
+            continue
+        out.append(f"[{section}]  {inspect.getdoc(cls) or ''}")
+        for key, tp, default, doc, choices in _rows(section):
+            extra = f" One of: {', '.join(choices)}." if choices else ""
+            out.append(f"  {key} = {default}  ({tp})")
+            out.append(f"      {doc}{extra}")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def starter_config() -> str:
+    """A commented config: every key with its doc; main sections active, the rest commented out."""
+    out = ["# retrain run configuration. Every key is shown with its default; delete what you do not change.",
+           "# Reference: `retrain help` or `retrain man config`. Run: `retrain THIS_FILE.toml`.", ""]
+    for section, cls in SECTIONS.items():
+        active = section in STARTER_ACTIVE
+        lead = "" if active else "# "
+        out.append(f"# {inspect.getdoc(cls) or ''}")
+        out.append(f"{lead}[{section}]")
+        for key, _tp, default, doc, choices in _rows(section):
+            extra = f" One of: {', '.join(choices)}." if choices else ""
+            out.append(f"# {doc}{extra}")
+            out.append(f"{lead}{key} = {default}")
+        out.append("")
+    return "\n".join(out)
+
+
+def hook_reference_markdown() -> str:
+    """Each hookspec with its exact signature and docstring."""
+    from retrain import hookspecs
+
+    out = []
+    for name, fn in inspect.getmembers(hookspecs, inspect.isfunction):
+        if not name.startswith("retrain_"):
+            continue
+        sig = inspect.signature(fn)
+        out.append(f"### `{name}`\n\n```python\ndef {name}{sig}\n```\n\n{inspect.getdoc(fn) or ''}\n")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def builtins_markdown() -> str:
+    """The built-in components (no entry points), one table row each."""
+    import warnings
+
+    from retrain.plugins import KIND_LABELS, load_plugins
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        registry = load_plugins(entry_points=False, strict=False)
+    rows = ["| kind | name | plugin | summary |", "|---|---|---|---|"]
+    for kind in KIND_LABELS:
+        for name in registry.names(kind):
+            c = registry.components[kind][name]
+            rows.append(f"| {kind} | `{name}` | {c.plugin} | {c.summary.replace('|', '&#124;')} |")
+    failed = [f"- `{p.name}` failed to load: {p.error}" for p in registry.failed()]
+    if len(rows) == 2:
+        rows = ["No built-in components are registered yet."]
+    return "\n".join(rows + ([""] + failed if failed else [])) + "\n"
+
+
+def cli_reference_markdown(group: Any) -> str:
+    """Every built-in command with its arguments and options, from the click objects."""
+    out = []
+
+    def walk(cmd: Any, path: str) -> None:
+        sub = getattr(cmd, "commands", None)
+        if sub:
+            for name in sorted(sub):
+                if not sub[name].hidden:
+                    walk(sub[name], f"{path} {name}")
+            return
+        out.append(f"### `{path}`\n\n{(cmd.help or '').strip()}\n")
+        rows = []
+        for p in cmd.params:
+            if getattr(p, "hidden", False) or p.name == "help":
+                continue
+            names = ", ".join(p.opts) if p.param_type_name == "option" else p.name.upper()
+            help_text = (getattr(p, "help", None) or "").replace("|", "&#124;")
+            rows.append(f"| `{names}` | {help_text} |")
+        if rows:
+            out.append("| argument / option | meaning |\n|---|---|\n" + "\n".join(rows) + "\n")
+
+    walk(group, "retrain")
+    return "\n".join(out).rstrip() + "\n"
