@@ -64,6 +64,9 @@ BUILTIN_MODULES: list[str] = [
     # each area adds its registration module here: "retrain.<area>.plugin" (shows as builtin.<area>)
     "retrain.rewards.plugin",
     "retrain.advantages.plugin",
+    "retrain.backends.plugin",
+    "retrain.engines.plugin",
+    "retrain.loggers.plugin",
 ]
 
 #: Names that first-party plugins provide: (kind, name) -> distribution to install.

@@ -1,0 +1,1 @@
+"""Trainers (kind ``backend``): own the policy weights, tokenizer and optimizer."""

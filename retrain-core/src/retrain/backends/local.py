@@ -1,0 +1,277 @@
+"""The ``local`` backend: transformers + peft on this machine (DESIGN section 6).
+
+* LoRA on all linear projections (``[model] lora_rank/alpha/dropout``), or full weights when the
+  rank is 0. fp32 on CPU, bf16 on GPU (``[backend] dtype``).
+* Per-token logprobs at the sampling temperature in chunks (``retrain.backends.logprobs``).
+* AdamW, grad-norm clip, linear warm-up then constant LR; micro-batching; optional gradient
+  checkpointing. ``version`` counts optimizer steps (policy version).
+* Checkpoints: adapter (or full weights) + optimizer + scheduler + version.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retrain.errors import ConfigError
+from retrain.train.loss import mismatch_metrics, policy_loss, truncated_is_weight
+
+if TYPE_CHECKING:
+    import torch
+
+    from retrain.types import Rollouts, RunContext
+
+
+def resolve_device(devices: str) -> str:
+    import torch
+
+    if devices in ("auto", ""):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if devices == "cpu":
+        return "cpu"
+    if devices.startswith("gpu"):
+        idx = devices.partition(":")[2].split(",")[0] or "0"
+        return f"cuda:{idx}"
+    return devices
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def model_source(name: str) -> tuple[str, str | None]:
+    """(path or hub id, gguf file name or None), via ``retrain.models`` when it is installed."""
+    try:
+        from retrain.models import resolve_model_source
+    except ImportError:
+        resolve_model_source = None
+    if resolve_model_source is not None:
+        src = resolve_model_source(name)
+        if isinstance(src, (tuple, list)):
+            return str(src[0]), (src[1] if len(src) > 1 else None)
+        if isinstance(src, (str, Path)):
+            return str(src), None
+        return str(getattr(src, "path")), getattr(src, "gguf_file", None)
+    p = Path(name)
+    if p.suffix == ".gguf" and p.is_file():
+        return str(p.parent), p.name
+    return name, None
+
+
+class LocalBackend:
+    """Local trainer: transformers + peft, LoRA on all linear projections or full weights ([model] lora_rank)."""
+
+    config_section = "backend"
+
+    def __init__(self, devices: str = "auto", dtype: str = "auto", gradient_checkpointing: bool = False,
+                 logprob_chunk: int = 1024, micro_batch_size: int = 0, ctx: RunContext | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if ctx is None:
+            raise ConfigError("the local backend needs a run context (build it with registry.build(..., ctx=ctx)).")
+        cfg = ctx.config
+        self.cfg = cfg
+        self.device = resolve_device(devices)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.logprob_chunk = logprob_chunk
+        self.micro_batch_size = micro_batch_size
+        self.temperature = cfg.training.temperature
+        self.version = 0
+        path, gguf = model_source(cfg.model.model)
+        kw: dict[str, Any] = {"trust_remote_code": cfg.model.trust_remote_code}
+        if gguf:
+            kw["gguf_file"] = gguf
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, **kw).to(self.device)
+        self.lora = cfg.model.lora_rank > 0
+        if self.lora:
+            from peft import LoraConfig, get_peft_model
+
+            lcfg = LoraConfig(r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha,
+                              lora_dropout=cfg.model.lora_dropout, target_modules="all-linear",
+                              task_type="CAUSAL_LM")
+            model = get_peft_model(model, lcfg)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if self.lora:
+                model.enable_input_require_grads()
+        self.model = model
+        self.reference = None  # full fine-tuning with a KL penalty keeps a frozen copy of the base
+        a = cfg.algorithm
+        if a.kl_coef > 0 and not self.lora:
+            import copy
+
+            self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        t = cfg.training
+        self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        warm = t.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
+        ctx.tokenizer = self.tokenizer
+
+    # -- logprobs -------------------------------------------------------------------------------
+    def logprobs(self, rollouts: Rollouts, rows: slice | None = None, with_entropy: bool = False,
+                 model: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Trainer logprobs [n, T] of the sampled tokens at the sampling temperature (grad if enabled)."""
+        from retrain.backends.logprobs import completion_logprobs
+
+        rows = rows or slice(0, rollouts.n)
+        return completion_logprobs(
+            model if model is not None else self.model, rollouts.prompt_ids[rows], rollouts.completion_ids[rows],
+            rollouts.mask[rows], pad_id=self.tokenizer.pad_token_id, temperature=self.temperature,
+            chunk=self.logprob_chunk, with_entropy=with_entropy)
+
+    def token_entropy(self, rollouts: Rollouts) -> torch.Tensor:
+        """Shannon entropy [N, T] of the trainer's distribution at the sampling temperature (0 off-mask)."""
+        import torch
+
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            _, ent = self.logprobs(rollouts, with_entropy=True)
+        self.model.train(was_training)
+        return ent.cpu()  # type: ignore[union-attr]
+
+    def _reference_logprobs(self, rollouts: Rollouts, rows: slice) -> torch.Tensor:
+        import torch
+
+        with torch.no_grad():
+            if self.lora:
+                with self.model.disable_adapter():
+                    return self.logprobs(rollouts, rows)[0]
+            return self.logprobs(rollouts, rows, model=self.reference)[0]
+
+    # -- one optimizer step ---------------------------------------------------------------------
+    def train_step(self, rollouts: Rollouts, token_advantages: torch.Tensor, *,
+                   importance_correction: bool = False) -> dict[str, float]:
+        """One optimizer step on ``token_advantages [N, T]``; returns loss/*, mismatch/*, train/* metrics.
+
+        ``importance_correction``: the engine is not this trainer (different numerics): clip the
+        ratio against the trainer's own pre-update logprobs and weight tokens by the truncated
+        importance weight min(exp(trainer - engine), tis_cap). Otherwise the ratio is taken against
+        the engine's sampling logprobs directly (1 on-policy).
+        """
+        import torch
+
+        a, t = self.cfg.algorithm, self.cfg.training
+        n = rollouts.n
+        mb = self.micro_batch_size if self.micro_batch_size > 0 else n
+        mask_all = rollouts.mask.to(self.device)  # [N, T]
+        denom = float(mask_all.sum().clamp(min=1.0))
+        adv_all = token_advantages.to(self.device, torch.float32)  # [N, T]
+        engine_lp_all = rollouts.logprobs.to(self.device, torch.float32)  # [N, T]
+        want_ref = a.kl_coef > 0
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        tot = {"policy": 0.0, "kl": 0.0, "clip": 0.0, "mm_kl": 0.0, "mm_abs": 0.0, "ratio": 0.0}
+        for s in range(0, n, mb):
+            rows = slice(s, min(n, s + mb))
+            mask = mask_all[rows]
+            lp, _ = self.logprobs(rollouts, rows)  # [n, T]
+            engine_lp = engine_lp_all[rows]  # [n, T]
+            if importance_correction:
+                old, w = lp.detach(), truncated_is_weight(lp, engine_lp, a.tis_cap)
+            else:
+                old, w = engine_lp, None
+            ref = self._reference_logprobs(rollouts, rows) if want_ref else None
+            loss, sums = policy_loss(lp, old, adv_all[rows], mask, kind=a.loss, eps_low=a.clip_eps_low,
+                                     eps_high=a.clip_eps_high, denom=denom, is_weight=w, ref_logprobs=ref,
+                                     kl_coef=a.kl_coef)
+            loss.backward()
+            mm = mismatch_metrics(lp, engine_lp, mask)
+            k = float(mask.sum())
+            tot["policy"] += sums.policy
+            tot["kl"] += sums.kl_ref
+            tot["clip"] += sums.clipped
+            tot["ratio"] += sums.ratio
+            tot["mm_kl"] += mm["mismatch/kl"] * k
+            tot["mm_abs"] += mm["mismatch/abs_logprob_delta"] * k
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm))
+        lr = self.scheduler.get_last_lr()[0]
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.version += 1
+        return {
+            "loss/policy": tot["policy"] / denom,
+            "loss/clip_frac": tot["clip"] / denom,
+            "loss/ratio_mean": tot["ratio"] / denom,
+            "loss/kl_ref": tot["kl"] / denom if want_ref else 0.0,
+            "mismatch/kl": tot["mm_kl"] / denom,
+            "mismatch/abs_logprob_delta": tot["mm_abs"] / denom,
+            "train/grad_norm": grad_norm,
+            "train/lr": lr,
+            "train/tokens": denom,
+        }
+
+    # -- weights for external engines --------------------------------------------------------------
+    def save_adapter(self, path: str | Path) -> Path:
+        """Write the LoRA adapter (peft format) to ``path``; for engines that load adapters."""
+        if not self.lora:
+            raise ConfigError("save_adapter: [model] lora_rank = 0 (full fine-tuning) has no adapter; use save_weights.")
+        path = Path(path)
+        self.model.save_pretrained(path)
+        return path
+
+    def save_weights(self, path: str | Path) -> Path:
+        """Write full (LoRA-merged when LoRA) weights + tokenizer in HF format to ``path``."""
+        path = Path(path)
+        if self.lora:
+            import copy
+
+            merged = copy.deepcopy(self.model).merge_and_unload()
+            merged.save_pretrained(path)
+        else:
+            self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        return path
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Adapter (LoRA) or weights + optimizer + scheduler + version into the folder ``path``."""
+        import torch
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path / ("adapter" if self.lora else "model"))
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "version": self.version}, path / "trainer_state.pt")
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if self.lora:
+            from peft import set_peft_model_state_dict
+
+            f = path / "adapter" / "adapter_model.safetensors"
+            if not f.is_file():
+                raise ConfigError(f"{path}: no LoRA adapter in this checkpoint (was it saved with lora_rank = 0?).")
+            set_peft_model_state_dict(self.model, load_file(str(f), device=str(self.device)))
+        else:
+            files = sorted((path / "model").glob("*.safetensors"))
+            if not files:
+                raise ConfigError(f"{path}: no model weights in this checkpoint (was it saved with LoRA?).")
+            state: dict[str, Any] = {}
+            for f in files:
+                state.update(load_file(str(f), device=str(self.device)))
+            missing, _ = self.model.load_state_dict(state, strict=False)
+            tied = {k for k in missing if "lm_head" in k or "embed" in k}
+            if set(missing) - tied:
+                raise ConfigError(f"{path}: checkpoint weights miss {sorted(set(missing) - tied)[:3]}...")
+        st = torch.load(path / "trainer_state.pt", map_location=self.device, weights_only=False)
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        self.version = int(st["version"])

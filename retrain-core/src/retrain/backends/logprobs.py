@@ -1,0 +1,122 @@
+"""Per-token logprobs and entropy of completions, computed in chunks.
+
+Layout shared by the trainer and the ``pytorch`` engine (so their numbers agree): every row is
+``[left padding][prompt][completion][right padding]``; prompts are left-padded to the longest
+prompt P, so completion token j of every row sits at position P + j and is predicted by the
+hidden state at P + j - 1. Position ids count real tokens only (padding does not shift them).
+
+Logits are never materialised for all [N, T, V] at once: the final hidden states of the trained
+positions are projected through the LM head ``chunk`` rows at a time, in fp32, and (with grad) each
+chunk is recomputed in backward (activation checkpointing), so peak memory is O(chunk x V).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+def left_pad(prompt_ids: list[list[int]], pad_id: int, device: Any = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad prompts: (ids [N, P], attention mask [N, P])."""
+    import torch
+
+    p = max(len(x) for x in prompt_ids)
+    ids = torch.full((len(prompt_ids), p), pad_id, dtype=torch.long)  # [N, P]
+    att = torch.zeros(len(prompt_ids), p, dtype=torch.long)  # [N, P]
+    for i, x in enumerate(prompt_ids):
+        if x:
+            ids[i, p - len(x):] = torch.tensor(x, dtype=torch.long)
+            att[i, p - len(x):] = 1
+    return ids.to(device), att.to(device)
+
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding: [N, L]."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def pack_rows(prompt_ids: list[list[int]], completion_ids: torch.Tensor, pad_id: int,
+              device: Any = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(input ids [N, P+T], attention mask [N, P+T], position ids [N, P+T], P).
+
+    The whole completion block is attended: right padding after a row's end is only seen by
+    later padding positions (causal attention), never by real tokens.
+    """
+    import torch
+
+    ids_p, att_p = left_pad(prompt_ids, pad_id, device)  # [N, P]
+    comp = completion_ids.to(device)  # [N, T]
+    ids = torch.cat([ids_p, comp], dim=1)  # [N, P+T]
+    att = torch.cat([att_p, torch.ones_like(comp)], dim=1)  # [N, P+T]
+    return ids, att, positions(att), ids_p.shape[1]
+
+
+def causal_lm_parts(model: Any) -> tuple[Any, Any]:
+    """(decoder that returns hidden states, LM head) of a (possibly peft-wrapped) causal LM."""
+    lm = model
+    if hasattr(lm, "get_base_model"):  # peft.PeftModel: LoRA layers stay active inside
+        lm = lm.get_base_model()
+    return getattr(lm, lm.base_model_prefix), lm.get_output_embeddings()
+
+
+def _chunk_stats(hidden: torch.Tensor, targets: torch.Tensor, head: Any, inv_temp: float,
+                 with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    logits = head(hidden).float() * inv_temp  # [C, V] fp32
+    logp = torch.log_softmax(logits, dim=-1)  # [C, V]
+    lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [C]
+    if with_entropy:
+        ent = -(logp.exp() * logp).sum(-1).detach()  # [C]
+    else:
+        ent = lp.new_zeros(())
+    return lp, ent
+
+
+def token_stats(hidden: torch.Tensor, targets: torch.Tensor, head: Any, temperature: float, chunk: int,
+                with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logprob (and Shannon entropy) of ``targets [M]`` from ``hidden [M, H]`` at ``temperature``."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    inv_temp = 1.0 / temperature
+    lps, ents = [], []
+    chunk = max(1, chunk)
+    for s in range(0, hidden.shape[0], chunk):
+        h, y = hidden[s:s + chunk], targets[s:s + chunk]  # [C, H], [C]
+        if torch.is_grad_enabled() and h.requires_grad:
+            lp, ent = checkpoint(_chunk_stats, h, y, head, inv_temp, with_entropy, use_reentrant=False)
+        else:
+            lp, ent = _chunk_stats(h, y, head, inv_temp, with_entropy)
+        lps.append(lp)
+        ents.append(ent)
+    lp_all = torch.cat(lps) if lps else hidden.new_zeros(0, dtype=torch.float32)  # [M]
+    ent_all = (torch.cat(ents) if ents else lp_all.new_zeros(0)) if with_entropy else None  # [M]
+    return lp_all, ent_all
+
+
+def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids: torch.Tensor,
+                        mask: torch.Tensor, *, pad_id: int, temperature: float, chunk: int,
+                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token logprobs [N, T] (and entropy [N, T]) of the completion tokens where mask is 1
+    (0 elsewhere), from one forward of ``model``."""
+    import torch
+
+    device = next(model.parameters()).device
+    decoder, head = causal_lm_parts(model)
+    ids, att, pos, p = pack_rows(prompt_ids, completion_ids, pad_id, device)  # [N, P+T] x3
+    n, t = completion_ids.shape
+    hidden = decoder(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=False).last_hidden_state
+    hidden = hidden[:, p - 1:p - 1 + t]  # [N, T, H]: state before each completion token
+    sel = mask.to(device).reshape(-1) > 0  # [N*T]
+    h_sel = hidden.reshape(n * t, -1)[sel]  # [M, H]
+    y_sel = ids[:, p:].reshape(-1)[sel]  # [M]
+    lp_sel, ent_sel = token_stats(h_sel, y_sel, head, temperature, chunk, with_entropy)  # [M]
+    lp = torch.zeros(n * t, dtype=torch.float32, device=device)  # [N*T]
+    lp = lp.masked_scatter(sel, lp_sel).view(n, t)  # [N, T]
+    ent = None
+    if ent_sel is not None:
+        ent = torch.zeros(n * t, dtype=torch.float32, device=device).masked_scatter(sel, ent_sel).view(n, t)
+    return lp, ent

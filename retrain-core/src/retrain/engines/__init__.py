@@ -1,0 +1,1 @@
+"""Inference engines (kind ``engine``): token ids in, completions + sampling logprobs out."""

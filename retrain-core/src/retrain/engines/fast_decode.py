@@ -1,0 +1,454 @@
+"""Fast sampling for Llama-style decoders: merged LoRA, a static KV cache, one CUDA graph per decode step.
+
+The ``pytorch`` engine calls this on CUDA (see :func:`supports`); the plain transformers path
+stays the reference, and CPU tests check that both give the same logprobs.
+
+Why it is fast: a decode step of a small model is hundreds of tiny kernels, so eager PyTorch
+(and transformers' ``generate``) is bound by launch latency and Python, not by the GPU. Here a
+step is written once against static buffers (weights, KV cache ``[layers, N, kv_heads, S, D]``,
+output tokens ``[N, T]``) and captured in a CUDA graph; a call replays it T - 1 times with no host
+synchronisation. LoRA is merged into a private copy of the weights at each ``sync`` (W + s B A,
+computed in fp32), q/k/v and gate/up are fused into single matmuls, and the B prompts are
+prefilled once, then their cache is copied to the G samples of each group.
+
+Layout: every row is ``[left padding][prompt][completion]``; prompts are left-padded to P
+(rounded up to a multiple of 64 so that few graphs are needed), completion token k sits in cache
+slot P + k, position ids count real tokens only (as in ``retrain.backends.logprobs``).
+
+Sampling: logprobs and entropy are those of the full distribution at the sampling temperature
+(what the trainer computes); ``top_p`` and ``min_tokens`` only restrict which token is drawn.
+Tokens are drawn with the exponential-race trick (argmax p / E, E ~ Exp(1)), which is exact and
+needs no host synchronisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral")
+ROPE_TYPES = ("default", "llama3", "linear")
+PAD_MULTIPLE = 64
+
+
+def _base_lm(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def supports(model: Any) -> str | None:
+    """None when :class:`FastDecoder` can run ``model``, else the reason it cannot."""
+    lm = _base_lm(model)
+    cfg = lm.config
+    if cfg.model_type not in ARCHITECTURES:
+        return f"model_type {cfg.model_type!r} not in {ARCHITECTURES}"
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+    if rope_type not in ROPE_TYPES:
+        return f"rope type {rope_type!r} not in {ROPE_TYPES}"
+    if getattr(cfg, "hidden_act", "silu") != "silu":
+        return f"activation {cfg.hidden_act!r} is not silu"
+    if getattr(cfg, "use_sliding_window", False):
+        return "sliding-window attention"
+    return None
+
+
+def _linear_weight(module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(effective weight, bias) of a linear layer, LoRA deltas of active adapters added in fp32."""
+    base = getattr(module, "base_layer", module)
+    w = base.weight.detach()
+    lora_a = getattr(module, "lora_A", None)
+    if lora_a is not None and not getattr(module, "disable_adapters", False) and not module.merged:
+        delta = None
+        for name in module.active_adapters:
+            if name not in lora_a:
+                continue
+            a = lora_a[name].weight.detach().float()  # [r, in]
+            b = module.lora_B[name].weight.detach().float()  # [out, r]
+            d = (b @ a) * module.scaling[name]  # [out, in]
+            if getattr(module, "fan_in_fan_out", False):
+                d = d.T
+            delta = d if delta is None else delta + d
+        if delta is not None:
+            w = (w.float() + delta).to(w.dtype)
+    bias = base.bias.detach() if getattr(base, "bias", None) is not None else None
+    return w, bias
+
+
+def _cat_bias(biases: list[torch.Tensor | None], sizes: list[int], like: torch.Tensor) -> torch.Tensor | None:
+    import torch
+
+    if all(b is None for b in biases):
+        return None
+    return torch.cat([b if b is not None else like.new_zeros(n) for b, n in zip(biases, sizes)])
+
+
+@dataclass
+class DecodeResult:
+    """N rows of sampled completions (token ids include the stop token when one was sampled)."""
+
+    tokens: list[list[int]]
+    logprobs: list[list[float]]
+    entropy: list[list[float]] | None
+    finish_reasons: list[str]  # "stop" | "length"
+
+
+class _Session:
+    """Static buffers (and the captured graph) for one (rows, cache length, sampling mode)."""
+
+    def __init__(self, dec: FastDecoder, n: int, p: int, t: int) -> None:
+        import torch
+
+        self.n, self.p, self.t, self.s = n, p, t, p + t
+        kw = dict(device=dec.device)
+        shape = (dec.layers, n, dec.kv_heads, self.s, dec.head_dim)
+        self.k = torch.zeros(shape, dtype=dec.dtype, **kw)  # [L, N, kvH, S, D]
+        self.v = torch.zeros(shape, dtype=dec.dtype, **kw)  # [L, N, kvH, S, D]
+        self.tokens = torch.zeros(n, t, dtype=torch.long, **kw)  # [N, T]
+        self.logprobs = torch.zeros(n, t, dtype=torch.float32, **kw)  # [N, T]
+        self.entropy = torch.zeros(n, t, dtype=torch.float32, **kw)  # [N, T]
+        self.plen = torch.zeros(n, dtype=torch.long, **kw)  # [N] real prompt length
+        self.start = torch.zeros(n, dtype=torch.long, **kw)  # [N] first real slot
+        self.step = torch.zeros(1, dtype=torch.long, **kw)  # index of the last sampled token
+        self.inv_temp = torch.ones(1, dtype=torch.float32, **kw)
+        self.top_p = torch.ones(1, dtype=torch.float32, **kw)
+        self.min_tokens = torch.zeros(1, dtype=torch.long, **kw)
+        self.slots = torch.arange(self.s, **kw)  # [S]
+        self.graph: Any = None
+        self.stop_ids: tuple[int, ...] | None = None
+        self.stop_mask: Any = None  # the stop-token mask the captured graph reads
+        self.mode: tuple[bool, bool, bool] | None = None  # (greedy, top_p, entropy) the graph was captured for
+
+
+class FastDecoder:
+    """Batched sampling from a (peft-wrapped) Llama/Qwen2/Qwen3/Mistral causal LM; see the module doc."""
+
+    def __init__(self, model: Any, use_graphs: bool | None = None, max_sessions: int = 2) -> None:
+        reason = supports(model)
+        if reason is not None:
+            raise ValueError(f"FastDecoder cannot run this model: {reason}")
+        lm = _base_lm(model)
+        cfg = lm.config
+        param = next(lm.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.layers = cfg.num_hidden_layers
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.eps = cfg.rms_norm_eps
+        self.use_graphs = (self.device.type == "cuda") if use_graphs is None else use_graphs
+        self.max_sessions = max_sessions
+        self.sessions: dict[tuple[int, int, int], _Session] = {}
+        self.w: dict[str, Any] | None = None
+        self._gen: Any = None  # CPU: a seeded generator; CUDA: the default generator (graph-safe)
+        self.sync(model)
+
+    # -- weights --------------------------------------------------------------------------------
+    def sync(self, model: Any) -> None:
+        """Copy the current weights (LoRA merged) into the private, graph-stable buffers."""
+        import torch
+
+        lm = _base_lm(model)
+        decoder = getattr(lm, lm.base_model_prefix)
+        rotary = decoder.rotary_emb
+        fresh: dict[str, Any] = {
+            "embed": decoder.embed_tokens.weight.detach(),
+            "norm": decoder.norm.weight.detach(),
+            "head": _linear_weight(lm.get_output_embeddings())[0],
+            "inv_freq": rotary.inv_freq.detach().float(),
+            "rope_scale": float(getattr(rotary, "attention_scaling", 1.0)),
+            "layers": [],
+        }
+        for layer in decoder.layers:
+            att, mlp = layer.self_attn, layer.mlp
+            (wq, bq), (wk, bk), (wv, bv) = (_linear_weight(m) for m in (att.q_proj, att.k_proj, att.v_proj))
+            wg, _ = _linear_weight(mlp.gate_proj)
+            wu, _ = _linear_weight(mlp.up_proj)
+            fresh["layers"].append({
+                "ln1": layer.input_layernorm.weight.detach(),
+                "ln2": layer.post_attention_layernorm.weight.detach(),
+                "wqkv": torch.cat([wq, wk, wv]),  # [(H + 2 kvH) D, hidden]
+                "bqkv": _cat_bias([bq, bk, bv], [wq.shape[0], wk.shape[0], wv.shape[0]], wq),
+                "q_norm": att.q_norm.weight.detach() if hasattr(att, "q_norm") else None,
+                "k_norm": att.k_norm.weight.detach() if hasattr(att, "k_norm") else None,
+                "wo": _linear_weight(att.o_proj)[0],
+                "wgu": torch.cat([wg, wu]),  # [2 I, hidden]
+                "wd": _linear_weight(mlp.down_proj)[0],
+            })
+        if self.w is None:
+            # private copies so that captured graphs keep valid pointers and training never sees them
+            self.w = _map(fresh, lambda x: x.clone())
+        else:
+            _copy_into(self.w, fresh)
+
+    # -- model math (one code path for prefill and decode) ----------------------------------------
+    def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return weight * xf.to(x.dtype)
+
+    def _rope(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        w = self.w
+        assert w is not None
+        freqs = pos[..., None].float() * w["inv_freq"]  # [N, L, D/2]
+        emb = torch.cat([freqs, freqs], dim=-1)  # [N, L, D]
+        return ((emb.cos() * w["rope_scale"]).to(self.dtype)[:, None],  # [N, 1, L, D]
+                (emb.sin() * w["rope_scale"]).to(self.dtype)[:, None])
+
+    @staticmethod
+    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        half = x.shape[-1] // 2
+        rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rot * sin
+
+    def _forward(self, ids: torch.Tensor, pos: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor,
+                 write: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Hidden state after the final norm for ``ids [N, L]`` at positions ``pos [N, L]``.
+
+        Writes K/V into ``kc``/``vc [layers, N, kvH, S, D]`` at slots ``write [L]`` and attends
+        over all S slots under ``mask [N, 1, L, S]`` (True = may attend).
+        """
+        import torch
+        import torch.nn.functional as F
+
+        w = self.w
+        assert w is not None
+        n, length = ids.shape
+        h_, kv, d = self.heads, self.kv_heads, self.head_dim
+        rep = h_ // kv
+        cos, sin = self._rope(pos)  # [N, 1, L, D]
+        # grouped-query attention without repeating K/V: the rep query heads of one KV head
+        # become rep * L query rows against that head
+        gmask = mask[:, :, None].expand(n, 1, rep, length, mask.shape[-1]).reshape(n, 1, rep * length, -1)
+        x = F.embedding(ids, w["embed"])  # [N, L, hidden]
+        for i, lw in enumerate(w["layers"]):
+            y = self._rms(x, lw["ln1"])
+            qkv = F.linear(y, lw["wqkv"], lw["bqkv"])  # [N, L, (H + 2 kvH) D]
+            q, k, v = qkv.split([h_ * d, kv * d, kv * d], dim=-1)
+            q = q.view(n, length, h_, d)
+            k = k.view(n, length, kv, d)
+            if lw["q_norm"] is not None:
+                q, k = self._rms(q, lw["q_norm"]), self._rms(k, lw["k_norm"])
+            q = self._rotate(q.transpose(1, 2), cos, sin)  # [N, H, L, D]
+            k = self._rotate(k.transpose(1, 2), cos, sin)  # [N, kvH, L, D]
+            kc[i].index_copy_(2, write, k)
+            vc[i].index_copy_(2, write, v.view(n, length, kv, d).transpose(1, 2))
+            qg = q.reshape(n, kv, rep * length, d)  # [N, kvH, rep*L, D]
+            o = F.scaled_dot_product_attention(qg, kc[i], vc[i], attn_mask=gmask, scale=d ** -0.5)
+            o = o.reshape(n, h_, length, d).transpose(1, 2).reshape(n, length, h_ * d)  # [N, L, H*D]
+            x = x + F.linear(o, lw["wo"])
+            y = self._rms(x, lw["ln2"])
+            gate, up = F.linear(y, lw["wgu"]).chunk(2, dim=-1)  # [N, L, I] x2
+            x = x + F.linear(F.silu(gate) * up, lw["wd"])
+        return self._rms(x, w["norm"])  # [N, L, hidden]
+
+    def _sample_into(self, s: _Session, hidden: torch.Tensor, col: torch.Tensor, greedy: bool, use_top_p: bool,
+                     want_entropy: bool, stop_mask: torch.Tensor) -> None:
+        """Draw token ``col`` for every row from ``hidden [N, hidden]``; write token, logprob, entropy."""
+        import torch
+        import torch.nn.functional as F
+
+        w = self.w
+        assert w is not None
+        logits = F.linear(hidden, w["head"]).float()  # [N, V]
+        scaled = logits if greedy else logits * s.inv_temp
+        logp = torch.log_softmax(scaled, dim=-1)  # [N, V]
+        score = logp.masked_fill(stop_mask & (col < s.min_tokens), float("-inf"))  # [N, V]
+        if greedy:
+            tok = score.argmax(-1)  # [N]
+        else:
+            if use_top_p:
+                sorted_lp, order = score.sort(dim=-1, descending=True)  # [N, V]
+                before = sorted_lp.exp().cumsum(-1) - sorted_lp.exp()  # mass strictly before each token
+                drop = (before > s.top_p).scatter(-1, order, before > s.top_p)  # [N, V] back in vocab order
+                score = score.masked_fill(drop, float("-inf"))
+            race = torch.empty_like(score).exponential_(generator=self._gen).clamp_(min=1e-30)  # [N, V]
+            tok = (score - race.log()).argmax(-1)  # [N]: argmax p / E
+        s.tokens.index_copy_(1, col, tok[:, None])
+        s.logprobs.index_copy_(1, col, logp.gather(-1, tok[:, None]))
+        if want_entropy:
+            ent = -(logp.exp() * logp.clamp(min=-1e30)).sum(-1)  # [N]
+            s.entropy.index_copy_(1, col, ent[:, None])
+
+    def _decode_step(self, s: _Session, mode: tuple[bool, bool, bool], stop_mask: torch.Tensor) -> None:
+        """Feed token ``step`` (slot P + step), sample token ``step + 1``; advance ``step``. Graph-safe."""
+        col = s.step  # [1]
+        tok_in = s.tokens.index_select(1, col)  # [N, 1]
+        pos = (s.plen + col)[:, None]  # [N, 1]
+        slot = col + s.p  # [1]
+        mask = ((s.slots >= s.start[:, None]) & (s.slots <= slot))[:, None, None]  # [N, 1, 1, S]
+        hidden = self._forward(tok_in, pos, s.k, s.v, slot, mask)[:, 0]  # [N, hidden]
+        self._sample_into(s, hidden, col + 1, *mode, stop_mask)
+        s.step.add_(1)
+
+    # -- the public call ------------------------------------------------------------------------
+    def generate(self, prompt_ids: list[list[int]], n: int, max_tokens: int, *, temperature: float = 1.0,
+                 top_p: float = 1.0, stop_ids: tuple[int, ...] | list[int] = (), min_tokens: int = 0,
+                 want_entropy: bool = False, pad_id: int = 0, seed: int = 0) -> DecodeResult:
+        """Sample ``n`` completions of up to ``max_tokens`` for each of the B prompts: N = B*n rows, groups contiguous."""
+        import torch
+
+        b, t = len(prompt_ids), max_tokens
+        rows = b * n
+        longest = max(1, max(len(x) for x in prompt_ids))
+        p = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+        greedy = temperature <= 0.0
+        mode = (greedy, (not greedy) and top_p < 1.0, want_entropy)
+        s = self._session(rows, p, t)
+        stop_mask = torch.zeros(self.w["head"].shape[0], dtype=torch.bool, device=self.device)  # [V]
+        stop_mask[list(stop_ids)] = True
+        with torch.no_grad():
+            if self.use_graphs and (s.graph is None or s.mode != mode or s.stop_ids != tuple(stop_ids)):
+                self._capture(s, mode, stop_mask, tuple(stop_ids))
+            if self.device.type == "cuda":
+                torch.cuda.manual_seed(seed)  # graph replays read the default generator's seed and offset
+                self._gen = None
+            else:
+                self._gen = torch.Generator(device=self.device).manual_seed(seed)
+            self._prefill(s, prompt_ids, n, temperature, top_p, min_tokens, mode, stop_mask, pad_id)
+            check_every = 32 if stop_ids and min_tokens < t else 0
+            for k in range(1, t):
+                if s.graph is not None:
+                    s.graph.replay()
+                else:
+                    self._decode_step(s, mode, stop_mask)
+                if check_every and k % check_every == 0 and bool(self._all_stopped(s, k + 1, stop_mask)):
+                    break
+            tokens = s.tokens.cpu()
+            logprobs = s.logprobs.cpu()
+            entropy = s.entropy.cpu() if want_entropy else None
+        return _trim(tokens, logprobs, entropy, set(stop_ids), min_tokens)
+
+    def _all_stopped(self, s: _Session, upto: int, stop_mask: torch.Tensor) -> torch.Tensor:
+        return stop_mask[s.tokens[:, :upto]].any(-1).all()
+
+    def _session(self, rows: int, p: int, t: int) -> _Session:
+        key = (rows, p, t)
+        if key not in self.sessions:
+            while len(self.sessions) >= self.max_sessions:  # free the oldest buffers and graph
+                self.sessions.pop(next(iter(self.sessions)))
+            self.sessions[key] = _Session(self, rows, p, t)
+        else:
+            self.sessions[key] = self.sessions.pop(key)  # most recently used last
+        return self.sessions[key]
+
+    def _prefill(self, s: _Session, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
+                 min_tokens: int, mode: tuple[bool, bool, bool], stop_mask: torch.Tensor, pad_id: int) -> None:
+        import torch
+
+        b, p = len(prompt_ids), s.p
+        ids = torch.full((b, p), pad_id, dtype=torch.long)  # [B, P]
+        lens = torch.tensor([len(x) for x in prompt_ids], dtype=torch.long)  # [B]
+        for i, x in enumerate(prompt_ids):
+            if x:
+                ids[i, p - len(x):] = torch.tensor(x, dtype=torch.long)
+        ids, lens = ids.to(self.device), lens.to(self.device)
+        start = p - lens  # [B]
+        pos = (torch.arange(p, device=self.device)[None] - start[:, None]).clamp(min=0)  # [B, P]
+        q_slot = torch.arange(p, device=self.device)  # [P]
+        # causal and not padding; a padding query attends to itself only (its output is unused)
+        mask = ((q_slot[None, None, :] <= q_slot[None, :, None]) & (q_slot[None, None, :] >= start[:, None, None])) \
+            | (q_slot[None, None, :] == q_slot[None, :, None])  # [B, P, P]
+        kc = torch.empty(self.layers, b, self.kv_heads, p, self.head_dim, dtype=self.dtype, device=self.device)
+        vc = torch.empty_like(kc)  # [L, B, kvH, P, D]
+        hidden = self._forward(ids, pos, kc, vc, q_slot, mask[:, None])[:, -1]  # [B, hidden]
+        s.k[:, :, :, :p].copy_(kc.repeat_interleave(n, dim=1))  # [L, N, kvH, P, D]
+        s.v[:, :, :, :p].copy_(vc.repeat_interleave(n, dim=1))
+        s.plen.copy_(lens.repeat_interleave(n))
+        s.start.copy_(start.repeat_interleave(n))
+        s.inv_temp.fill_(1.0 / temperature if temperature > 0 else 1.0)
+        s.top_p.fill_(top_p)
+        s.min_tokens.fill_(min_tokens)
+        s.step.zero_()
+        s.tokens.zero_()
+        self._sample_into(s, hidden.repeat_interleave(n, dim=0), s.step.clone(), *mode, stop_mask)
+
+    def _capture(self, s: _Session, mode: tuple[bool, bool, bool], stop_mask: torch.Tensor,
+                 stop_ids: tuple[int, ...]) -> None:
+        """Capture one decode step (the buffers hold garbage; prefill resets them afterwards)."""
+        import torch
+
+        s.step.zero_()
+        s.min_tokens.zero_()
+        s.stop_mask = stop_mask  # keep it alive: the graph reads it
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # warm up kernels and the allocator outside the graph
+                self._decode_step(s, mode, stop_mask)
+        torch.cuda.current_stream().wait_stream(stream)
+        s.step.zero_()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._decode_step(s, mode, stop_mask)
+        s.graph, s.mode, s.stop_ids = graph, mode, stop_ids
+
+
+def _trim(tokens: torch.Tensor, logprobs: torch.Tensor, entropy: torch.Tensor | None, stop: set[int],
+          min_tokens: int) -> DecodeResult:
+    """Cut each row after its first stop token (kept) at or after ``min_tokens``."""
+    out_t, out_lp, out_e, reasons = [], [], [] if entropy is not None else None, []
+    for i, row in enumerate(tokens.tolist()):
+        end, reason = len(row), "length"
+        for j in range(min(min_tokens, len(row)), len(row)):
+            if row[j] in stop:
+                end, reason = j + 1, "stop"
+                break
+        out_t.append(row[:end])
+        out_lp.append(logprobs[i, :end].tolist())
+        if out_e is not None:
+            out_e.append(entropy[i, :end].tolist())  # type: ignore[index]
+        reasons.append(reason)
+    return DecodeResult(out_t, out_lp, out_e, reasons)
+
+
+def _map(tree: Any, fn: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _map(v, fn) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_map(v, fn) for v in tree]
+    return fn(tree) if hasattr(tree, "clone") else tree
+
+
+def _copy_into(dst: Any, src: Any) -> None:
+    if isinstance(dst, dict):
+        for k in dst:
+            if hasattr(dst[k], "copy_"):
+                dst[k].copy_(src[k])
+            elif isinstance(dst[k], (dict, list)):
+                _copy_into(dst[k], src[k])
+    elif isinstance(dst, list):
+        for a, b in zip(dst, src):
+            _copy_into(a, b)
+
+
+def for_engine(engine: Any, model: Any, version: int) -> FastDecoder | None:
+    """The engine's FastDecoder with weights synced to policy ``version``, or None to use the plain path.
+
+    None on CPU, for unsupported architectures, or when ``RETRAIN_FAST_DECODE=0``. The decoder is
+    cached on the engine (attribute ``_fast_decoder``) and re-merges LoRA only when the version moves.
+    """
+    import os
+
+    if os.environ.get("RETRAIN_FAST_DECODE", "1") == "0":
+        return None
+    if next(model.parameters()).device.type != "cuda" and os.environ.get("RETRAIN_FAST_DECODE") != "1":
+        return None
+    if supports(model) is not None:
+        return None
+    dec = getattr(engine, "_fast_decoder", None)
+    if dec is None:
+        dec = engine._fast_decoder = FastDecoder(model)
+        engine._fast_decoder_version = version
+    elif getattr(engine, "_fast_decoder_version", None) != version:
+        dec.sync(model)
+        engine._fast_decoder_version = version
+    return dec

@@ -1,0 +1,321 @@
+"""Server flavours of the ``openai`` engine: how each server samples token ids and takes new weights.
+
+=========  ==========================================  ==============================================
+flavour    sampling                                    weight sync (versioned, checked)
+=========  ==========================================  ==============================================
+vllm       ``/v1/completions`` (``n``, logprobs,       LoRA: ``/v1/load_lora_adapter`` as
+           ``return_token_ids``)                       ``retrain-v<N>`` (load_inplace), old one
+                                                       unloaded; check: ``/v1/models`` lists it with
+                                                       ``root`` = the adapter folder. Full weights:
+                                                       ``/collective_rpc reload_weights`` +
+                                                       ``/update_weight_version`` (server started with
+                                                       ``VLLM_SERVER_DEV_MODE=1``); check ``/weight_info``.
+sglang     native ``/generate`` (``input_ids``,        LoRA: ``/load_lora_adapter`` / ``/unload_lora_adapter``;
+           ``return_logprob``; token ids in            full: ``/update_weights_from_disk`` with
+           ``meta_info.output_token_logprobs``)        ``weight_version``; check ``/get_model_info``.
+max        ``/v1/completions``, one request per        LoRA: ``/v1/load_lora_adapter`` (MAX serves LoRA
+           sample (MAX ignores ``n``)                  with ``--enable-lora``); full weights: not
+                                                       supported (error at the first sync).
+openai     ``/v1/completions``; needs token ids in     none: a one-time warning says training does
+           the answer (``token_ids``)                  not reach the server.
+=========  ==========================================  ==============================================
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retrain.engines.openai_http import HTTPStatusError, JSONClient
+from retrain.errors import ConfigError, RetrainError
+from retrain.types import SamplingParams
+
+
+class StaleWeightsError(RetrainError):
+    """The server does not serve the policy version the engine synced last (stale or unloaded weights)."""
+
+
+@dataclass
+class Sample:
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str
+    text: str
+
+
+def adapter_name(version: int) -> str:
+    return f"retrain-v{version}"
+
+
+def _completion_payload(model: str, prompt: list[int], params: SamplingParams, n: int, seed: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "model": model, "prompt": prompt, "n": n, "max_tokens": params.max_tokens,
+        "temperature": params.temperature, "top_p": params.top_p, "logprobs": 0,
+        "return_token_ids": True, "seed": seed, "skip_special_tokens": False,
+    }
+    return payload
+
+
+def _parse_completion_choice(choice: dict[str, Any], where: str) -> Sample:
+    ids = choice.get("token_ids")
+    if ids is None:
+        raise ConfigError(f"{where}: the server returned no token ids (`token_ids`), and retrain never "
+                          "re-tokenises completions. Use a server that supports `return_token_ids` (vLLM >= 0.10) "
+                          "or [inference] flavour = \"sglang\" for SGLang.")
+    lp = (choice.get("logprobs") or {}).get("token_logprobs")
+    if lp is None or len(lp) != len(ids):
+        raise RetrainError(f"{where}: the server returned {0 if lp is None else len(lp)} logprobs for "
+                           f"{len(ids)} tokens; retrain needs one sampling logprob per token.")
+    return Sample(list(ids), [float(x) for x in lp], choice.get("finish_reason") or "length", choice.get("text", ""))
+
+
+class Flavour:
+    """Base: sampling through ``/v1/completions``; subclasses add weight sync."""
+
+    name = "openai"
+    syncs_weights = False
+
+    def __init__(self, client: JSONClient, base_model: str) -> None:
+        self.client = client
+        self.base_model = base_model
+        self.served = base_model  # the model name requests use: base model or the current adapter
+        self.version = 0
+        self._warned = False
+
+    # -- sampling -------------------------------------------------------------------------------
+    def complete(self, prompt: list[int], params: SamplingParams, seed: int) -> list[Sample]:
+        """``params.n`` samples for one prompt."""
+        payload = _completion_payload(self.served, prompt, params, params.n, seed)
+        data = self._post_completion(payload)
+        choices = sorted(data.get("choices", []), key=lambda c: c.get("index", 0))
+        if len(choices) != params.n:
+            raise RetrainError(f"{self.client.root}/v1/completions returned {len(choices)} choices for n = "
+                               f"{params.n}; set [inference] flavour to match the server (max ignores n).")
+        return [_parse_completion_choice(c, f"{self.client.root}/v1/completions") for c in choices]
+
+    def _post_completion(self, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.client.post("/v1/completions", payload)
+        except HTTPStatusError as e:
+            if e.status == 404 and self.served != self.base_model:
+                raise StaleWeightsError(
+                    f"{self.client.root}: adapter {self.served!r} (policy version {self.version}) is not loaded "
+                    f"on the server ({e}). The server restarted or the adapter was unloaded; rollouts would "
+                    "come from other weights. Restart the run with --resume latest.") from None
+            raise
+
+    # -- weight sync ----------------------------------------------------------------------------
+    def sync(self, backend: Any, version: int, weights_dir: Path) -> None:
+        if not self._warned:
+            warnings.warn(f"[inference] flavour = \"openai\": the server at {self.client.root} gets no weight "
+                          "updates, so training does not reach the sampler (rollouts keep coming from the "
+                          "server's own model, policy version 0). Use flavour vllm/sglang/max, or "
+                          "engine = \"pytorch\" / \"vllm\".", RuntimeWarning, stacklevel=3)
+            self._warned = True
+
+    def check(self) -> None:
+        """Raise :class:`StaleWeightsError` when the server does not serve ``self.version``."""
+
+
+class VLLMFlavour(Flavour):
+    name = "vllm"
+    syncs_weights = True
+
+    def __init__(self, client: JSONClient, base_model: str) -> None:
+        super().__init__(client, base_model)
+        self.adapter_path = ""  # folder of the adapter the server must serve
+        self.weight_tag = ""  # weight_version the server must report (full weights)
+
+    def sync(self, backend: Any, version: int, weights_dir: Path) -> None:
+        folder = weights_dir / f"v{version}"
+        if getattr(backend, "lora", True):
+            path = Path(backend.save_adapter(folder) or folder)
+            self._load_adapter(version, path)
+        else:
+            path = Path(backend.save_weights(folder) or folder)
+            self._reload_weights(version, path)
+        self.version = version
+        self.check()
+        _prune(weights_dir, keep=f"v{version}")
+
+    def _load_adapter(self, version: int, path: Path) -> None:
+        name = adapter_name(version)
+        try:
+            self.client.post("/v1/load_lora_adapter",
+                             {"lora_name": name, "lora_path": str(path), "load_inplace": True})
+        except HTTPStatusError as e:
+            if e.status in (404, 405):
+                raise ConfigError(f"{self.client.root} has no /v1/load_lora_adapter: start vLLM with "
+                                  "--enable-lora --max-lora-rank R and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.") from None
+            raise
+        old = self.served
+        self.served, self.adapter_path = name, str(path)
+        if old not in (name, self.base_model):
+            self._unload(old)
+
+    def _unload(self, name: str) -> None:
+        try:
+            self.client.post("/v1/unload_lora_adapter", {"lora_name": name})
+        except HTTPStatusError:
+            pass  # already gone: nothing to free
+
+    def _reload_weights(self, version: int, path: Path) -> None:
+        tag = adapter_name(version)
+        try:
+            self.client.post("/collective_rpc", {"method": "reload_weights", "kwargs": {"weights_path": str(path)}})
+            self.client.post("/update_weight_version", {"new_version": tag})
+        except HTTPStatusError as e:
+            if e.status in (404, 405):
+                raise ConfigError(f"{self.client.root}: full-weight sync ([model] lora_rank = 0) needs vLLM's "
+                                  "weight-reload endpoints: start the server with VLLM_SERVER_DEV_MODE=1, or "
+                                  "train LoRA (lora_rank > 0).") from None
+            raise
+        self.weight_tag = tag
+
+    def check(self) -> None:
+        if self.adapter_path:
+            models = self.client.get("/v1/models").get("data", [])
+            entry = next((m for m in models if m.get("id") == self.served), None)
+            if entry is None:
+                raise StaleWeightsError(
+                    f"{self.client.root} does not serve adapter {self.served!r} (policy version {self.version}); "
+                    f"it serves {[m.get('id') for m in models]}. The server restarted or the adapter was "
+                    "unloaded: rollouts would come from other weights. Resume with --resume latest.")
+            root = entry.get("root")
+            if root and Path(root) != Path(self.adapter_path):
+                raise StaleWeightsError(
+                    f"{self.client.root} serves {self.served!r} from {root}, not from {self.adapter_path} "
+                    f"(policy version {self.version}): a stale adapter. Resume with --resume latest.")
+        elif self.weight_tag:
+            got = self.client.get("/weight_info").get("weight_version")
+            if got != self.weight_tag:
+                raise StaleWeightsError(
+                    f"{self.client.root} reports weight_version {got!r}, expected {self.weight_tag!r} "
+                    f"(policy version {self.version}): the server's weights are stale. Resume with --resume latest.")
+
+
+class MaxFlavour(VLLMFlavour):
+    """Modular MAX: OpenAI-compatible completions without ``n``; LoRA adapters only."""
+
+    name = "max"
+
+    def complete(self, prompt: list[int], params: SamplingParams, seed: int) -> list[Sample]:
+        out = []
+        for j in range(params.n):  # MAX ignores n: one request per sample, distinct seeds
+            data = self._post_completion(_completion_payload(self.served, prompt, params, 1, seed + j))
+            out.append(_parse_completion_choice(data["choices"][0], f"{self.client.root}/v1/completions"))
+        return out
+
+    def _reload_weights(self, version: int, path: Path) -> None:
+        raise ConfigError("[inference] flavour = \"max\": MAX has no endpoint to reload full weights; train LoRA "
+                          "([model] lora_rank > 0) or use flavour vllm/sglang.")
+
+    def check(self) -> None:
+        if self.adapter_path:
+            ids = [m.get("id") for m in self.client.get("/v1/models").get("data", [])]
+            if self.served not in ids:
+                raise StaleWeightsError(f"{self.client.root} does not serve adapter {self.served!r} (policy "
+                                        f"version {self.version}); it serves {ids}. Resume with --resume latest.")
+
+
+class SGLangFlavour(Flavour):
+    """SGLang: native ``/generate`` (exact token ids and logprobs) and its weight-update endpoints."""
+
+    name = "sglang"
+    syncs_weights = True
+
+    def __init__(self, client: JSONClient, base_model: str) -> None:
+        super().__init__(client, base_model)
+        self.lora_name = ""
+        self.weight_tag = ""
+
+    def complete(self, prompt: list[int], params: SamplingParams, seed: int) -> list[Sample]:
+        n = params.n
+        payload: dict[str, Any] = {
+            "input_ids": [prompt] * n,
+            "sampling_params": {"temperature": params.temperature, "top_p": params.top_p,
+                                "max_new_tokens": params.max_tokens, "skip_special_tokens": False},
+            "return_logprob": True,
+        }
+        if params.temperature > 0:
+            payload["sampling_params"]["sampling_seed"] = seed
+        if self.lora_name:
+            payload["lora_path"] = [self.lora_name] * n
+        try:
+            data = self.client.post("/generate", payload)
+        except HTTPStatusError as e:
+            if self.lora_name and "lora" in str(e).lower():
+                raise StaleWeightsError(f"{self.client.root}: adapter {self.lora_name!r} (policy version "
+                                        f"{self.version}) is not loaded ({e}). Resume with --resume latest.") from None
+            raise
+        rows = data if isinstance(data, list) else [data]
+        out = []
+        for row in rows:
+            meta = row.get("meta_info", {})
+            if self.weight_tag and meta.get("weight_version") not in (None, self.weight_tag):
+                raise StaleWeightsError(f"{self.client.root} sampled with weight_version "
+                                        f"{meta.get('weight_version')!r}, expected {self.weight_tag!r}.")
+            triples = meta.get("output_token_logprobs") or []
+            ids = [int(t[1]) for t in triples]
+            fr = meta.get("finish_reason") or {}
+            reason = fr.get("type", "length") if isinstance(fr, dict) else str(fr)
+            out.append(Sample(ids, [float(t[0]) for t in triples], "stop" if reason == "stop" else reason,
+                              row.get("text", "")))
+        return out
+
+    def sync(self, backend: Any, version: int, weights_dir: Path) -> None:
+        folder = weights_dir / f"v{version}"
+        tag = adapter_name(version)
+        if getattr(backend, "lora", True):
+            path = Path(backend.save_adapter(folder) or folder)
+            self._post_ok("/load_lora_adapter", {"lora_name": tag, "lora_path": str(path)})
+            old, self.lora_name = self.lora_name, tag
+            if old and old != tag:
+                try:
+                    self.client.post("/unload_lora_adapter", {"lora_name": old})
+                except HTTPStatusError:
+                    pass
+        else:
+            path = Path(backend.save_weights(folder) or folder)
+            self._post_ok("/update_weights_from_disk", {"model_path": str(path), "weight_version": tag})
+            self.weight_tag = tag
+        self.version = version
+        self.check()
+        _prune(weights_dir, keep=f"v{version}")
+
+    def _post_ok(self, path: str, payload: dict[str, Any]) -> None:
+        data = self.client.post(path, payload)
+        if isinstance(data, dict) and data.get("success") is False:
+            raise RetrainError(f"{self.client.root}{path} failed: {data.get('message', data)}")
+
+    def check(self) -> None:
+        if self.weight_tag:
+            got = self.client.get("/get_model_info").get("weight_version")
+            if got != self.weight_tag:
+                raise StaleWeightsError(f"{self.client.root} reports weight_version {got!r}, expected "
+                                        f"{self.weight_tag!r} (policy version {self.version}): stale weights.")
+
+
+FLAVOURS: dict[str, type[Flavour]] = {"vllm": VLLMFlavour, "sglang": SGLangFlavour, "max": MaxFlavour,
+                                      "openai": Flavour}
+
+
+def detect_flavour(client: JSONClient) -> str:
+    """Guess the server kind: vLLM answers ``/version``, SGLang ``/get_model_info``; else plain openai."""
+    for path, name in (("/get_model_info", "sglang"), ("/version", "vllm")):
+        try:
+            client.get(path, retries=0, timeout=10)
+            return name
+        except RetrainError:
+            continue
+    return "openai"
+
+
+def _prune(weights_dir: Path, keep: str) -> None:
+    """Delete older synced versions (the server already loaded the new one)."""
+    for d in weights_dir.glob("v*"):
+        if d.is_dir() and d.name != keep:
+            shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,175 @@
+"""The ``pytorch`` engine: samples from the trainer's own model in-process (DESIGN section 6).
+
+All B*G rows of a step are decoded together: prompts left-padded (the same layout as the
+trainer, ``retrain.backends.logprobs``), one prefill, then one forward per token with a KV cache
+(``DynamicCache``). LoRA stays unmerged (applied by peft in each forward): merging and unmerging
+would perturb the base weights in floating point, and the point of this engine is that its
+logprobs equal the trainer's (``shares_weights = True``: no importance correction needed).
+
+Logprobs are those of the sampled token under the temperature-scaled *full* distribution
+softmax(logits / T), also with top_p < 1 (the nucleus only restricts which tokens can be drawn).
+The trainer computes exactly that quantity, so the PPO ratio is 1 on-policy. Entropy is the
+Shannon entropy of the same distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from retrain.types import Generation, SamplingParams
+
+if TYPE_CHECKING:
+    import torch
+
+    from retrain.types import RunContext
+
+
+@dataclass
+class Decoded:
+    tokens: list[list[int]]  # N
+    logprobs: list[list[float]]  # N
+    entropy: list[list[float]]  # N
+    finish_reasons: list[str]  # N
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One sampling step on logits [N, V]: (token [N], logprob [N], entropy [N]) at ``temperature``."""
+    import torch
+
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # [N, V]
+    probs = logp.exp()  # [N, V]
+    entropy = -(probs * logp).sum(-1)  # [N]
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)  # [N, V]
+        keep = (sorted_p.cumsum(-1) - sorted_p) < top_p  # [N, V]; the top token is always kept
+        sorted_p = sorted_p * keep
+        pick = torch.multinomial(sorted_p, 1, generator=generator)  # [N, 1]
+        token = order.gather(-1, pick).squeeze(-1)  # [N]
+    else:
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # [N]
+    lp = logp.gather(-1, token.unsqueeze(-1)).squeeze(-1)  # [N]
+    return token, lp, entropy
+
+
+def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperature: float, top_p: float,
+           seed: int, eos_ids: set[int], pad_id: int, greedy: bool = False) -> Decoded:
+    """The sampling core: prefill every row, then one cached forward per token until EOS or max_tokens.
+
+    ``prompt_ids`` are the N rows (already repeated G times per prompt).
+    """
+    import torch
+    from transformers import DynamicCache
+
+    from retrain.backends.logprobs import left_pad, positions
+
+    device = next(model.parameters()).device
+    n = len(prompt_ids)
+    ids, att = left_pad(prompt_ids, pad_id, device)  # [N, P]
+    pos = positions(att)  # [N, P]
+    gen = torch.Generator(device=device).manual_seed(seed)
+    cache_kw = cache_argument(model)
+    cache = DynamicCache()
+    out = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, logits_to_keep=1,
+                **{cache_kw: cache})
+    next_pos = pos[:, -1:] + 1  # [N, 1]
+    done = torch.zeros(n, dtype=torch.bool, device=device)  # [N]
+    eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
+    toks, lps, ents = [], [], []
+    for _ in range(max_tokens):
+        logits = out.logits[:, -1]  # [N, V]
+        if greedy:
+            logp = torch.log_softmax(logits.float(), dim=-1)  # [N, V]
+            tok = logp.argmax(-1)  # [N]
+            lp = logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)  # [N]
+            ent = -(logp.exp() * logp).sum(-1)  # [N]
+        else:
+            tok, lp, ent = sample_next(logits, temperature, top_p, gen)  # [N] x3
+        tok = tok.masked_fill(done, pad_id)
+        toks.append(tok)
+        lps.append(lp)
+        ents.append(ent)
+        done = done | torch.isin(tok, eos)
+        if bool(done.all()):
+            break
+        att = torch.cat([att, torch.ones(n, 1, dtype=att.dtype, device=device)], dim=1)  # [N, L+1]
+        out = model(input_ids=tok.unsqueeze(1), attention_mask=att, position_ids=next_pos, use_cache=True,
+                    **{cache_kw: cache})
+        next_pos = next_pos + 1
+    tok_t = torch.stack(toks, 1).cpu() if toks else torch.zeros(n, 0, dtype=torch.long)  # [N, T]
+    lp_t = torch.stack(lps, 1).float().cpu() if lps else torch.zeros(n, 0)  # [N, T]
+    ent_t = torch.stack(ents, 1).float().cpu() if ents else torch.zeros(n, 0)  # [N, T]
+    result = Decoded([], [], [], [])
+    for i in range(n):
+        row = tok_t[i].tolist()
+        k = next((j + 1 for j, x in enumerate(row) if x in eos_ids), None)
+        length = k if k is not None else len(row)
+        result.tokens.append(row[:length])
+        result.logprobs.append(lp_t[i, :length].tolist())
+        result.entropy.append(ent_t[i, :length].tolist())
+        result.finish_reasons.append("stop" if k is not None else "length")
+    return result
+
+
+def cache_argument(model: Any) -> str:
+    """The KV-cache keyword of this model's forward: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    import inspect
+
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+
+
+def stop_token_ids(tokenizer: Any, model: Any) -> set[int]:
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif isinstance(gen_eos, (list, tuple)):
+        ids.update(int(x) for x in gen_eos)
+    return ids
+
+
+class PytorchEngine:
+    """In-process sampler from the trainer's own weights (KV cache, whole step batched, seeded)."""
+
+    shares_weights = True  # samples from the trainer's model: ratio 1 on-policy, no IS correction
+
+    def __init__(self, ctx: RunContext | None = None) -> None:
+        if ctx is None or ctx.backend is None or not hasattr(ctx.backend, "model"):
+            from retrain.errors import ConfigError
+
+            raise ConfigError("[inference] engine = \"pytorch\" samples from the trainer's model in-process and "
+                              "needs a backend that holds one (the `local` backend); use an openai/vllm engine otherwise.")
+        self.backend = ctx.backend
+        self.version = self.backend.version
+
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
+        """B prompts -> N = B*n rows (groups contiguous), sampled with a KV cache in one batch."""
+        import torch
+
+        model, tok = self.backend.model, self.backend.tokenizer
+        rows = [list(p) for p in prompt_ids for _ in range(params.n)]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                d = decode(model, rows, max_tokens=params.max_tokens, temperature=params.temperature,
+                           top_p=params.top_p, seed=params.seed, eos_ids=stop_token_ids(tok, model),
+                           pad_id=tok.pad_token_id, greedy=params.temperature <= 0)
+        finally:
+            model.train(was_training)
+        texts = tok.batch_decode(d.tokens, skip_special_tokens=True)
+        return Generation(completion_ids=d.tokens, logprobs=d.logprobs, finish_reasons=d.finish_reasons,
+                          texts=texts, policy_version=self.version, entropy=d.entropy)
+
+    def sync(self, backend: Any, version: int) -> None:
+        """Nothing to copy (same weights in memory); records the policy version."""
+        if backend is not self.backend:
+            raise RuntimeError("pytorch engine: sync from a different backend than the one it samples from")
+        self.version = version
+
+    def close(self) -> None:
+        pass

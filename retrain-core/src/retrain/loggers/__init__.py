@@ -1,0 +1,1 @@
+"""Metric loggers (kind ``logger``): ``log(step, metrics)`` and ``close()``."""

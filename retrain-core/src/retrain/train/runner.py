@@ -1,0 +1,95 @@
+"""``train(cfg, registry, config_path, resume)``: one run from config to run directory.
+
+Order: pick the run directory (fresh, or the resumed checkpoint's), seed every RNG, build the
+components, restore the checkpoint (weights, optimizer, scheduler, RNG, data cursor, credit
+state), drop metrics rows beyond it, then loop. Ctrl-C (SIGINT) finishes the current step,
+saves a checkpoint and returns normally; a second Ctrl-C aborts at once.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retrain.train import checkpoint, loop, rundir
+from retrain.types import RunContext
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from retrain.config import Config
+    from retrain.plugins import Registry
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def interrupt_flag() -> Iterator[threading.Event]:
+    """An event set by the first SIGINT (the second one raises KeyboardInterrupt as usual)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\ninterrupt: finishing this step, then saving a checkpoint (Ctrl-C again to abort)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train(cfg: Config, registry: Registry, config_path: Path | None = None, resume: str | None = None) -> Path:
+    """Train per ``cfg``; returns the run directory. ``resume``: None, "latest", or a path."""
+    run_dir, ckpt = rundir.resolve_run(cfg, Path(config_path) if config_path else None, resume)
+    seed_everything(cfg.training.seed)
+    ctx = RunContext(config=cfg, registry=registry, config_path=Path(config_path) if config_path else None,
+                     run_dir=run_dir)
+    parts = loop.build_parts(ctx)
+    start_step = 0
+    if ckpt is not None:
+        start_step = int(checkpoint.load_checkpoint(ckpt, backend=parts.backend, environment=parts.environment,
+                                                    credit=parts.credit)["step"])
+        parts.engine.sync(parts.backend, parts.backend.version)
+        print(f"resumed from {ckpt} (step {start_step})", file=sys.stderr)
+    rundir.prepare(run_dir, cfg, registry, start_step)
+    parts.loggers = loop.build_loggers(ctx)
+    print(f"run directory: {run_dir}", file=sys.stderr)
+
+    def save(step: int) -> None:
+        checkpoint.save_checkpoint(run_dir, step, backend=parts.backend, environment=parts.environment,
+                                   credit=parts.credit, keep=cfg.training.keep_checkpoints)
+
+    try:
+        with interrupt_flag() as stop:
+            last = loop.run(ctx, parts, start_step, should_stop=stop.is_set, save=save,
+                            write_samples=lambda rows: rundir.append_jsonl(run_dir / rundir.SAMPLES, rows))
+            if stop.is_set():
+                print(f"interrupted after step {last}: checkpoint saved in {run_dir / 'checkpoints'}; "
+                      f"continue with --resume latest", file=sys.stderr)
+    finally:
+        for logger in parts.loggers:
+            logger.close()
+        for component in (parts.engine, parts.reward, parts.environment):
+            close = getattr(component, "close", None)
+            if callable(close):
+                close()
+    return run_dir
