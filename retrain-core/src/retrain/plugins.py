@@ -63,10 +63,12 @@ KIND_LABELS = {
 BUILTIN_MODULES: list[str] = [
     # each area adds its registration module here: "retrain.<area>.plugin" (shows as builtin.<area>)
     "retrain.rewards.plugin",
+    "retrain.environments.plugin",
     "retrain.advantages.plugin",
     "retrain.backends.plugin",
     "retrain.engines.plugin",
     "retrain.loggers.plugin",
+    "retrain.campaign.plugin",
 ]
 
 #: Names that first-party plugins provide: (kind, name) -> distribution to install.

@@ -1,0 +1,106 @@
+"""Status, summary and plots read from synthetic run directories (metrics.jsonl as the loop writes it)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retrain.campaign.rundir import read_metrics, training_steps
+from retrain.campaign.summary import format_summary, status_rows, summarize, write_summary
+
+REWARDS = {"a-s1": [0.1, 0.5, 0.3], "a-s2": [0.2, 0.4, 0.5], "b-s1": [0.0, 0.0, 0.6], "b-s2": [0.1, 0.2]}
+EVALS = {"a-s1": (0.2, 0.4), "a-s2": (0.1, 0.5), "b-s1": (0.0, 0.7), "b-s2": (0.1, None)}
+
+
+def _write_run(run_dir: Path, rewards: list[float], evals: tuple[float, float | None], torn: bool = False) -> None:
+    run_dir.mkdir(parents=True)
+    lines = [{"step": 0, "eval/pass@1": evals[0]}]
+    for i, r in enumerate(rewards, start=1):
+        lines.append({"step": i, "reward/mean": r, "loss/clip_frac": 0.0, "time/step": 0.1})
+    if evals[1] is not None:
+        lines.append({"step": len(rewards), "eval/pass@1": evals[1]})
+    text = "".join(json.dumps(x) + "\n" for x in lines)
+    (run_dir / "metrics.jsonl").write_text(text + ('{"step": 3, "reward/me' if torn else ""))
+
+
+@pytest.fixture
+def campaign(tmp_path):
+    cdir = tmp_path / "camp"
+    runs = {}
+    for name, rewards in REWARDS.items():
+        _write_run(cdir / "runs" / name, rewards, EVALS[name], torn=name == "b-s2")
+        cond, seed = name.split("-s")
+        status = "done" if len(rewards) == 3 else "running"
+        runs[name] = {"condition": cond, "seed": int(seed), "run_dir": str(cdir / "runs" / name), "max_steps": 3,
+                      "status": status, "pid": 2 ** 22 + 12345 if status == "running" else None}  # a dead pid
+    (cdir / "manifest.json").write_text(json.dumps({"runs": runs}))
+    return cdir
+
+
+def test_rows_merge_by_step_and_ignore_a_torn_line(campaign):
+    rows = read_metrics(campaign / "runs" / "a-s1")
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert rows[3]["reward/mean"] == 0.3 and rows[3]["eval/pass@1"] == 0.4  # eval + train rows of step 3 merged
+    assert training_steps(read_metrics(campaign / "runs" / "b-s2")) == 2
+
+
+def test_status(campaign):
+    rows = {r["run"]: r for r in status_rows(campaign)}
+    assert (rows["a-s1"]["steps"], rows["a-s1"]["state"]) == (3, "done")
+    # manifest says running, but the pid is gone: the campaign was killed
+    assert (rows["b-s2"]["steps"], rows["b-s2"]["max_steps"], rows["b-s2"]["state"]) == (2, 3, "interrupted")
+
+
+def test_summary_numbers(campaign):
+    s = summarize(campaign)
+    assert s["metrics"] == ["reward/mean", "eval/pass@1"]
+    a = s["conditions"]["a"]["reward/mean"]
+    assert a["final_mean"] == pytest.approx(0.4) and a["final_std"] == pytest.approx(math.sqrt(0.02))
+    assert a["best_mean"] == pytest.approx(0.5) and a["best_std"] == pytest.approx(0.0)
+    e = s["conditions"]["a"]["eval/pass@1"]
+    assert e["final_mean"] == pytest.approx(0.45) and e["final_std"] == pytest.approx(math.sqrt(0.005))
+    b = s["conditions"]["b"]["reward/mean"]
+    assert (b["final_mean"], b["best_mean"], b["n"]) == (pytest.approx(0.4), pytest.approx(0.4), 2)
+    assert s["conditions"]["b"]["eval/pass@1"]["final_mean"] == pytest.approx(0.4)  # 0.7 and 0.1 (b-s2's last eval)
+    text = format_summary(s)
+    assert "0.4000 ± 0.1414" in text.splitlines()[1]
+    write_summary(campaign)
+    assert "| a | 2 | 0.4000 ± 0.1414 |" in (campaign / "summary.md").read_text()
+
+
+def test_summary_without_manifest(tmp_path):
+    _write_run(tmp_path / "x-s1", [0.1, 0.3], (0.0, 0.2))
+    _write_run(tmp_path / "x-s2", [0.2, 0.2], (0.0, 0.4))
+    s = summarize(tmp_path)
+    assert s["conditions"]["x"]["reward/mean"]["final_mean"] == pytest.approx(0.25)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from retrain.cli.main import main; main()", *args],
+                          capture_output=True, text=True, env=dict(os.environ, MPLBACKEND="Agg"), timeout=120)
+
+
+def test_cli_status_summary_plot(campaign, tmp_path):
+    out = _cli("campaign", "status", str(campaign))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["condition", "seed", "steps", "state"]
+    assert lines[1].split() == ["a", "1", "3/3", "done"]
+    assert lines[-1] == "3 done, 1 interrupted"
+    out = _cli("campaign", "summary", str(campaign), "--json")
+    assert json.loads(out.stdout)["conditions"]["a"]["reward/mean"]["n"] == 2
+    out = _cli("plot", str(campaign))
+    assert out.returncode == 0, out.stderr
+    for name in ("reward.png", "eval.png"):
+        png = campaign / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    out = _cli("plot", str(campaign / "runs" / "a-s1"), "--out", str(tmp_path / "p"))
+    assert out.returncode == 0 and (tmp_path / "p" / "reward.png").is_file()
+    out = _cli("plot", str(tmp_path / "nothing"))
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and len(out.stderr.splitlines()) == 1
