@@ -54,7 +54,7 @@ def _completion_payload(model: str, prompt: list[int], params: SamplingParams, n
     payload: dict[str, Any] = {
         "model": model, "prompt": prompt, "n": n, "max_tokens": params.max_tokens,
         "temperature": params.temperature, "top_p": params.top_p, "logprobs": 0,
-        "return_token_ids": True, "seed": seed, "skip_special_tokens": False,
+        "return_token_ids": True, "seed": seed,
     }
     return payload
 
@@ -109,12 +109,15 @@ class Flavour:
 
     # -- weight sync ----------------------------------------------------------------------------
     def sync(self, backend: Any, version: int, weights_dir: Path) -> None:
+        # No endpoint to push weights: say so once, loudly, and keep going (the user chose this).
+        # The version follows the trainer so the loop runs; ``syncs_weights = False`` tells the truth.
         if not self._warned:
             warnings.warn(f"[inference] flavour = \"openai\": the server at {self.client.root} gets no weight "
-                          "updates, so training does not reach the sampler (rollouts keep coming from the "
-                          "server's own model, policy version 0). Use flavour vllm/sglang/max, or "
-                          "engine = \"pytorch\" / \"vllm\".", RuntimeWarning, stacklevel=3)
+                          "updates, so training does not reach the sampler (every rollout comes from the "
+                          "server's own model, importance-corrected off-policy data). Use flavour "
+                          "vllm/sglang/max, or engine = \"pytorch\" / \"vllm\".", RuntimeWarning, stacklevel=3)
             self._warned = True
+        self.version = version
 
     def check(self) -> None:
         """Raise :class:`StaleWeightsError` when the server does not serve ``self.version``."""

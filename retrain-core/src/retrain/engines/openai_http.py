@@ -80,7 +80,10 @@ class JSONClient:
             try:
                 with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                     body = resp.read().decode()
-                    return json.loads(body) if body.strip() else {}
+                    try:
+                        return json.loads(body) if body.strip() else {}
+                    except ValueError:  # some endpoints answer plain text ("Success: ...")
+                        return {"text": body}
             except urllib.error.HTTPError as e:
                 body = e.read().decode(errors="replace")
                 if e.code >= 500:
