@@ -141,3 +141,28 @@ def test_cuda_graph_matches_eager():
     eager = FastDecoder(model, use_graphs=False).generate(PROMPTS, n=2, max_tokens=16, temperature=0.0)
     graph = FastDecoder(model, use_graphs=True).generate(PROMPTS, n=2, max_tokens=16, temperature=0.0)
     assert graph.tokens == eager.tokens
+
+
+def test_engine_hook_cpu_off_by_default_and_resyncs_on_new_version(monkeypatch):
+    from types import SimpleNamespace
+
+    from retrain.engines.fast_decode import generate_fast
+    from retrain.types import SamplingParams
+
+    model = tiny_qwen2()
+    engine = SimpleNamespace(version=0)  # the hook only reads .version and caches its decoder on it
+    params = SamplingParams(n=2, max_tokens=5, temperature=0.0, min_tokens=5)
+    monkeypatch.delenv("RETRAIN_FAST_DECODE", raising=False)
+    assert generate_fast(engine, model, PROMPTS, params, {1}, 0) is None  # CPU: plain path
+    monkeypatch.setenv("RETRAIN_FAST_DECODE", "1")
+    first = generate_fast(engine, model, PROMPTS, params, {1}, 0)
+    assert first is not None and all(len(x) == 5 for x in first.tokens)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_A" in name:
+                p.mul_(-3.0)
+    assert generate_fast(engine, model, PROMPTS, params, {1}, 0).tokens == first.tokens  # same version
+    engine.version = 1
+    moved = generate_fast(engine, model, PROMPTS, params, {1}, 0)
+    lp, _, _ = trainer_logprobs(model, PROMPTS, 2, moved.tokens, 1.0)
+    assert torch.allclose(torch.tensor(moved.logprobs), lp, atol=1e-4)

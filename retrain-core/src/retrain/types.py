@@ -38,6 +38,7 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int = 0
     want_entropy: bool = False  # ask for per-token entropy when the engine can give it
+    min_tokens: int = 0  # no stop token before this many (benchmarks force fixed lengths)
 
 
 @dataclass

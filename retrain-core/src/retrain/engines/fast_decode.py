@@ -452,3 +452,14 @@ def for_engine(engine: Any, model: Any, version: int) -> FastDecoder | None:
         dec.sync(model)
         engine._fast_decoder_version = version
     return dec
+
+
+def generate_fast(engine: Any, model: Any, prompt_ids: list[list[int]], params: Any, stop_ids: set[int],
+                  pad_id: int) -> DecodeResult | None:
+    """The ``pytorch`` engine's hook: B prompts x ``params.n`` through the fast path, or None (plain path)."""
+    dec = for_engine(engine, model, engine.version)
+    if dec is None:
+        return None
+    return dec.generate(prompt_ids, params.n, params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+                        stop_ids=sorted(stop_ids), min_tokens=getattr(params, "min_tokens", 0), want_entropy=True,
+                        pad_id=pad_id, seed=params.seed)

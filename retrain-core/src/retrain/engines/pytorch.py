@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from retrain.engines.fast_decode import generate_fast
 from retrain.types import Generation, SamplingParams
 
 if TYPE_CHECKING:
@@ -156,9 +157,12 @@ class PytorchEngine:
         model.eval()
         try:
             with torch.no_grad():
-                d = decode(model, rows, max_tokens=params.max_tokens, temperature=params.temperature,
-                           top_p=params.top_p, seed=params.seed, eos_ids=stop_token_ids(tok, model),
-                           pad_id=tok.pad_token_id, greedy=params.temperature <= 0)
+                # CUDA fast path (merged LoRA, static KV cache, CUDA graphs): retrain/engines/fast_decode.py
+                d = generate_fast(self, model, prompt_ids, params, stop_token_ids(tok, model), tok.pad_token_id)
+                if d is None:
+                    d = decode(model, rows, max_tokens=params.max_tokens, temperature=params.temperature,
+                               top_p=params.top_p, seed=params.seed, eos_ids=stop_token_ids(tok, model),
+                               pad_id=tok.pad_token_id, greedy=params.temperature <= 0)
         finally:
             model.train(was_training)
         texts = tok.batch_decode(d.tokens, skip_special_tokens=True)
