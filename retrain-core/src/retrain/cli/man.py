@@ -110,10 +110,19 @@ def topics(docs: Path) -> dict[str, Path]:
 
 
 def _title_and_summary(text: str) -> tuple[str, str]:
-    lines = [line.strip() for line in text.splitlines()]
-    title = next((line[2:] for line in lines if line.startswith("# ")), "")
-    body = [line for line in lines if line and not line.startswith(("#", "<!--", "```", "|", "-"))]
-    return title, (body[0] if body else "")
+    """The ``# title`` and the first line of prose (outside code blocks, tables and lists)."""
+    title, summary, in_code = "", "", False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("```"):
+            in_code = not in_code
+        elif in_code or not line or line.startswith(("<!--", "|", "- ", "* ")):
+            continue
+        elif line.startswith("# ") and not title:
+            title = line[2:]
+        elif not line.startswith("#") and not summary:
+            summary = line
+    return title, summary
 
 
 def _plain(text: str) -> str:

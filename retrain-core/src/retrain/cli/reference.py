@@ -83,6 +83,14 @@ def starter_config() -> str:
     return "\n".join(out)
 
 
+def hook_signature(fn: Any) -> str:
+    """The ``def`` line(s) of a hookspec exactly as written in hookspecs.py (up to the colon)."""
+    source = inspect.getsource(fn)
+    start = source.index("def ")
+    end = source.index(":\n", start)
+    return source[start:end + 1]
+
+
 def hook_reference_markdown() -> str:
     """Each hookspec with its exact signature and docstring."""
     from retrain import hookspecs
@@ -91,8 +99,7 @@ def hook_reference_markdown() -> str:
     for name, fn in inspect.getmembers(hookspecs, inspect.isfunction):
         if not name.startswith("retrain_"):
             continue
-        sig = inspect.signature(fn)
-        out.append(f"### `{name}`\n\n```python\ndef {name}{sig}\n```\n\n{inspect.getdoc(fn) or ''}\n")
+        out.append(f"### `{name}`\n\n```python\n{hook_signature(fn)}\n```\n\n{inspect.getdoc(fn) or ''}\n")
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -124,7 +131,9 @@ def cli_reference_markdown(group: Any) -> str:
         sub = getattr(cmd, "commands", None)
         if sub:
             for name in sorted(sub):
-                if not sub[name].hidden:
+                if name == "run":  # the default command: `retrain RUN.toml`
+                    walk(sub[name], f"{path} RUN.toml")
+                elif not sub[name].hidden:
                     walk(sub[name], f"{path} {name}")
             return
         out.append(f"### `{path}`\n\n{(cmd.help or '').strip()}\n")

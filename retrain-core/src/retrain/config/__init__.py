@@ -138,6 +138,8 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>",
         if name not in SECTIONS:
             if plugin_sections is not None and name not in plugin_sections:
                 raise ConfigError(_unknown_section(name, source, plugin_sections, section_hints or {}))
+            if plugin_sections is None and did_you_mean(name, SECTIONS):  # plugins unknown: still catch typos
+                raise ConfigError(_unknown_section(name, source, set(), {}))
             if not isinstance(body, dict):
                 raise ConfigError(f"{source}: [{name}] must be a table, got {_toml_type(body)}.")
             extra[name] = dict(body)
