@@ -1,0 +1,61 @@
+"""``jsonl``: your own tasks, one JSON object per line: ``{"prompt": ..., "answer": ...}``.
+
+``prompt`` is text (it goes through ``[data] prompt_template``) or a list of chat messages
+(``[{"role": "user", "content": ...}]``, used as is). ``answer`` is the reference the reward
+checks ("" when the reward needs none). Optional ``id`` and ``split`` ("train" / "test"): with
+split labels, held-out tasks are the test rows; without, ``[eval] num_problems`` rows are held
+out by a fixed hash order. Other keys go into the task's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from retrain.environments.base import ListEnvironment, config_value, hold_out, stable_hash
+from retrain.errors import ConfigError
+from retrain.types import Task
+
+
+def read_jsonl_tasks(path: str) -> list[tuple[str, Task]]:
+    file = Path(path).expanduser()
+    if not path:
+        raise ConfigError('[data] source = "jsonl" needs [data] path = "tasks.jsonl" (rows {"prompt": ..., "answer": ...}).')
+    if not file.is_file():
+        raise ConfigError(f'[data] path = "{path}": no such file.')
+    out = []
+    for n, line in enumerate(file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{n}: invalid JSON ({e.msg}).") from None
+        if not isinstance(row, dict) or "prompt" not in row or not isinstance(row.get("answer", ""), str):
+            raise ConfigError(f'{path}:{n}: expected {{"prompt": ..., "answer": "..."}} (answer a string).')
+        prompt = row["prompt"]
+        if not isinstance(prompt, (str, list)):
+            raise ConfigError(f"{path}:{n}: prompt must be a string or a list of chat messages.")
+        meta = {k: v for k, v in row.items() if k not in ("prompt", "answer", "id", "split")}
+        task_id = str(row.get("id") or f"jsonl/{stable_hash(json.dumps(prompt, sort_keys=True)):016x}")
+        out.append((str(row.get("split", "")), Task(prompt, row.get("answer", ""), task_id, meta)))
+    if not out:
+        raise ConfigError(f'[data] path = "{path}": the file has no rows.')
+    return out
+
+
+class JsonlEnvironment(ListEnvironment):
+    """Tasks from a JSONL file of {"prompt": ..., "answer": ...} rows."""
+
+    config_section = "data"
+
+    def __init__(self, ctx: Any = None, path: str = "") -> None:
+        rows = read_jsonl_tasks(path)
+        seed = int(config_value(ctx, "training", "seed", 0))
+        if any(split == "test" for split, _ in rows):
+            train = [t for split, t in rows if split != "test"]
+            held_out = [t for split, t in rows if split == "test"]
+        else:
+            train, held_out = hold_out([t for _, t in rows], int(config_value(ctx, "eval", "num_problems", 64)))
+        super().__init__(train, held_out, seed=seed, label=f'[data] path = "{path}"')
