@@ -69,6 +69,7 @@ BUILTIN_MODULES: list[str] = [
     "retrain.engines.plugin",
     "retrain.loggers.plugin",
     "retrain.campaign.plugin",
+    "retrain.bench.plugin",
 ]
 
 #: Names that first-party plugins provide: (kind, name) -> distribution to install.
@@ -191,9 +192,9 @@ class Registry:
         label = KIND_LABELS[kind]
         prefix = f'{where} = "{name}"' if where else f'{label} "{name}"'
         first_party = [n for (k, n) in FIRST_PARTY if k == kind]
-        hint = did_you_mean(name, sorted({*self.components[kind], *first_party}))
-        msg = f"{prefix}: no such {label}.{hint}"
         package = FIRST_PARTY.get((kind, name))
+        hint = "" if package else did_you_mean(name, sorted({*self.components[kind], *first_party}))
+        msg = f"{prefix}: no such {label}.{hint}"
         if not package and hint:
             guess = hint.split('"')[1]
             package = FIRST_PARTY.get((kind, guess)) if guess not in self.components[kind] else None
