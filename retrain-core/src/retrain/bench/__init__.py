@@ -1,0 +1,1 @@
+"""Benchmarks (``retrain bench``): the GRPO step against TRL on one GPU (see docs/performance.md)."""
