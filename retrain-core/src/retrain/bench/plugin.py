@@ -1,6 +1,7 @@
-"""Registers ``retrain bench`` (GRPO step benchmark; no torch at import)."""
+"""Registers ``retrain bench`` (GRPO step benchmark; no torch at import).
 
-from __future__ import annotations
+No ``from __future__ import annotations``: Typer reads the ``typer.Context`` hint of the inner command.
+"""
 
 from retrain import hookimpl
 
