@@ -256,3 +256,39 @@ def test_loading_warns_nothing_for_healthy_plugins():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         registry(module("good", GOOD))
+
+
+def test_plugins_list_text_matches_the_conventions_layout():
+    import platform
+
+    from retrain.cli.plugins_cmd import render_list
+    from retrain.plugins import Component, PluginInfo, Registry
+
+    def comps(plugin, *pairs):
+        return [Component(kind, name, dict, plugin) for kind, name in pairs]
+
+    infos = [
+        PluginInfo("hicra", "retrain-hicra", "0.1.0", "retrain_hicra.plugin", components=comps(
+            "hicra", ("transform", "gtpo_hicra"), ("planning_detector", "mined-grams"), ("command", "hicra"))),
+        PluginInfo("verifiers", "retrain-verifiers", "0.1.0", "m", components=comps("verifiers", ("environment", "verifiers"))),
+        PluginInfo("vllm", "retrain-vllm", "0.1.0", "m"),
+        PluginInfo("passk", "retrain-passk", "0.0.2", "m", error="ModuleNotFoundError: No module named 'scipy'"),
+        PluginInfo("builtin.advantages", "retrain-core", "0.1.0", "m", builtin=True, components=comps(
+            "builtin.advantages", ("advantage", "grpo"), ("advantage", "maxrl"), ("backend", "local"))),
+    ]
+    reg = Registry(None, {p.name: p for p in infos})
+    assert render_list(reg) == (
+        f"retrain-core 0.1.0 · python {platform.python_version()} · 3 plugins (entry-point group \"retrain\")\n"
+        "\n"
+        "PLUGIN     PACKAGE            VERSION  PROVIDES\n"
+        "hicra      retrain-hicra      0.1.0    transform: gtpo_hicra · planning detector: mined-grams · command: hicra\n"
+        "verifiers  retrain-verifiers  0.1.0    environment: verifiers\n"
+        "vllm       retrain-vllm       0.1.0    (registers nothing yet)\n"
+        "\n"
+        "1 plugin failed to load:\n"
+        "passk      retrain-passk      0.0.2    ModuleNotFoundError: No module named 'scipy'  → retrain plugins show passk\n"
+        "\n"
+        "Built-ins hidden (retrain-core: 1 backend, 2 advantages); --all lists them.\n")
+    assert "builtin.advantages  retrain-core" in render_list(reg, show_all=True)
+    only_adv = render_list(reg, kind="advantage")
+    assert "advantage: grpo, maxrl" in only_adv and "hicra" not in only_adv.split("failed")[0]

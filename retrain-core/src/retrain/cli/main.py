@@ -156,7 +156,9 @@ def run_command(
             from retrain.campaign.runner import run_campaign
         except ImportError as e:
             _not_available("campaigns", "retrain.campaign.runner", e)
-        run_campaign(config, overrides)
+        code = run_campaign(config, overrides)
+        if code:
+            raise typer.Exit(code)
         return
     try:
         from retrain.train.runner import train
