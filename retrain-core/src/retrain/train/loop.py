@@ -90,12 +90,15 @@ def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, floa
     clock = Clock()
 
     tasks = parts.environment.sample(t.batch_size)  # B tasks
-    prompt_ids = render_prompts(ctx, tasks)  # B prompts
 
     with clock("generate"):
         params = SamplingParams(n=t.group_size, max_tokens=t.max_tokens, temperature=t.temperature, top_p=t.top_p,
                                 seed=step_seed(t.seed, step), want_entropy=True)
-        gen = parts.engine.generate(prompt_ids, params)  # N rows
+        if hasattr(parts.environment, "rollout"):  # the environment runs its own episodes (retrain-verifiers)
+            prompt_ids, gen = parts.environment.rollout(parts.engine, ctx.tokenizer, tasks, params)  # N, N rows
+        else:
+            prompt_ids = render_prompts(ctx, tasks)  # B prompts
+            gen = parts.engine.generate(prompt_ids, params)  # N rows
     if gen.policy_version != parts.backend.version:
         raise RetrainError(f"engine sampled from policy version {gen.policy_version}, the trainer is at "
                            f"{parts.backend.version}: weight sync failed (stale weights would train off-policy).")
@@ -114,7 +117,8 @@ def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, floa
     with clock("sync"):
         parts.engine.sync(parts.backend, parts.backend.version)
 
-    metrics = {**rollout_metrics(rollouts, rewards, result), **credit_metrics, **train_metrics,
+    metrics = {**rollout_metrics(rollouts, rewards, result), **getattr(parts.environment, "rollout_metrics", dict)(),
+               **credit_metrics, **train_metrics,
                **clock.metrics(), **throughput(rollouts, clock)}
     return metrics, sample_rows(step, rollouts, rewards)
 
