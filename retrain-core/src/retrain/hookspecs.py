@@ -27,8 +27,9 @@ Register = Callable[[str, Callable[..., Any]], None]
 def retrain_register_backends(register: Register) -> None:
     """Register trainers (kind ``backend``), selected by ``[backend] backend``.
 
-    A backend owns the policy weights and the optimizer: ``train_step(batch)``, ``state_dict()``,
-    ``save(path)`` / ``load(path)``.
+    A backend owns the policy weights, tokenizer and optimizer (``retrain.protocols.Backend``):
+    ``train_step(rollouts, token_advantages)`` -> metrics, ``save_checkpoint(path)`` /
+    ``load_checkpoint(path)``, and a ``version`` counter (+1 per optimizer step).
 
     Example::
 
@@ -44,8 +45,9 @@ def retrain_register_backends(register: Register) -> None:
 def retrain_register_engines(register: Register) -> None:
     """Register inference engines (kind ``engine``), selected by ``[inference] engine``.
 
-    An engine turns tasks into rollouts (``generate(prompts, n)``) and takes new weights
-    (``sync(backend, version)``).
+    An engine samples completions token-in / token-out (``retrain.protocols.Engine``):
+    ``generate(prompt_ids, params)`` -> ``retrain.types.Generation``, ``sync(backend, version)``
+    to load new weights, ``close()``.
 
     Example::
 
@@ -61,8 +63,9 @@ def retrain_register_engines(register: Register) -> None:
 def retrain_register_rewards(register: Register) -> None:
     """Register reward functions (kind ``reward``), selected by ``[reward] type``.
 
-    A reward scores completions against reference answers: ``score(responses, references)``
-    returns one float per response.
+    A reward scores completions against reference answers (``retrain.protocols.Reward``):
+    ``score(responses, references)`` -> ``RewardResult`` (one reward per response, plus
+    per-term values and error/timeout counts).
 
     Example::
 
@@ -79,7 +82,7 @@ def retrain_register_advantages(register: Register) -> None:
     """Register episode-level advantage functions (kind ``advantage``), selected by
     ``[algorithm] advantage_mode``.
 
-    An advantage maps rewards ``[B, G]`` to advantages ``[B, G]``.
+    An advantage maps group rewards ``[B, G]`` to episode advantages ``[B, G]``.
 
     Example::
 
@@ -113,8 +116,10 @@ def retrain_register_environments(register: Register) -> None:
     """Register task sources (kind ``environment``), selected by ``[data] source`` or
     ``[environment] provider``.
 
-    An environment yields tasks (prompt, reference answer) for training and evaluation; a
-    multi-turn environment also runs its own interaction loop.
+    An environment yields ``retrain.types.Task``s (``retrain.protocols.Environment``):
+    ``sample(batch_size)`` for training, ``eval_tasks(n)`` for held-out evaluation, and
+    ``state_dict()`` / ``load_state_dict()`` for its data cursor; a multi-turn environment
+    also runs its own interaction loop.
 
     Example::
 
@@ -147,7 +152,7 @@ def retrain_register_planning_detectors(register: Register) -> None:
 def retrain_register_loggers(register: Register) -> None:
     """Register metric loggers (kind ``logger``), selected by ``[logging] loggers``.
 
-    A logger receives ``log(step, metrics)`` and ``close()``.
+    A logger receives ``log(step, metrics)`` and ``close()`` (``retrain.protocols.Logger``).
 
     Example::
 
