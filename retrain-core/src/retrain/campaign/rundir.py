@@ -51,14 +51,14 @@ def training_steps(rows: list[dict[str, Any]]) -> int:
 
 
 def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of ``checkpoints/step_N`` folders, oldest first (temp dirs ignored)."""
+    """``(step, path)`` of complete ``checkpoints/step_N`` folders (with ``state.pt``), oldest first."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
     out = []
     for p in root.iterdir():
         m = _STEP_DIR.match(p.name)
-        if m and p.is_dir():
+        if m and p.is_dir() and (p / "state.pt").is_file():  # complete checkpoints only
             out.append((int(m.group(1)), p))
     return sorted(out)
 

@@ -9,8 +9,9 @@ same working directory so relative paths and ``./my_module.py`` dotted paths mea
 Resuming is the same command again: a run that finished (done marker, or ``max_steps`` training
 steps logged) is skipped; one that has checkpoints continues with ``--resume latest``; one that
 died before its first checkpoint is moved aside (``<name>.aborted-N``, never deleted) and restarts.
-wandb run ids are kept in ``manifest.json`` and handed to children as ``WANDB_RUN_ID`` with
-``WANDB_RESUME=allow``, so a resumed run continues the same wandb run.
+wandb run ids are kept in ``manifest.json`` and written to ``<run>/wandb_id.txt`` before the
+child starts (the wandb logger reads it; ``WANDB_RUN_ID``/``WANDB_RESUME=allow`` are set too), so a
+resumed run continues the same wandb run.
 """
 
 from __future__ import annotations
@@ -180,13 +181,22 @@ class Campaign:
     def _start(self, spec: RunSpec) -> None:
         entry = self.manifest.run(spec.name)
         resume = bool(rundir.checkpoints(spec.run_dir))
-        if spec.run_dir.exists() and not resume:  # died before its first checkpoint: keep it, start over
+        used = (spec.run_dir / rundir.METRICS).exists() or (spec.run_dir / "checkpoints").exists()
+        if used and not resume:  # died before its first checkpoint: keep it, start over (new wandb run)
             n = 1
             while spec.run_dir.with_name(f"{spec.name}.aborted-{n}").exists():
                 n += 1
             spec.run_dir.rename(spec.run_dir.with_name(f"{spec.name}.aborted-{n}"))
+            entry["wandb"]["id"] = _wandb_id(self.cdir.name, spec.name)
+            self.say(f"{spec.name}: no checkpoint to resume; previous attempt kept as {spec.name}.aborted-{n}")
         if entry["config_changed"]:
             self.say(f"warning: {spec.name}: the config changed since this run last started")
+        # the wandb logger reads <run>/wandb_id.txt: a resumed run continues the same wandb run
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        id_file = spec.run_dir / "wandb_id.txt"
+        if not id_file.is_file():
+            id_file.write_text(entry["wandb"]["id"] + "\n")
+        entry["wandb"]["id"] = id_file.read_text().strip()
         cmd = child_command(self.config_path, spec, resume)
         env = dict(os.environ, WANDB_RUN_ID=entry["wandb"]["id"], WANDB_RESUME="allow",
                    RETRAIN_CAMPAIGN_DIR=str(self.cdir), RETRAIN_CAMPAIGN_RUN=spec.name, PYTHONUNBUFFERED="1")
@@ -217,17 +227,22 @@ class Campaign:
             del self.active[name]
             spec = next(s for s in self.specs if s.name == name)
             entry = self.manifest.run(name)
-            ok = proc.returncode == 0
-            entry.update(status="done" if ok else "failed", returncode=proc.returncode, pid=None)
+            # exit 0 without max_steps logged: the run was stopped (SIGINT saves a checkpoint and returns)
+            finished = rundir.is_finished(spec.run_dir, entry["max_steps"])
+            ok = proc.returncode == 0 and finished
+            status = "done" if ok else ("interrupted" if proc.returncode == 0 else "failed")
+            entry.update(status=status, returncode=proc.returncode, pid=None)
             entry["attempts"][-1].update(end=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=proc.returncode)
             self.manifest.save()
-            self.say(f"{'finished' if ok else 'FAILED'} {name} (exit {proc.returncode})"
+            self.say(f"{'finished' if ok else status.upper()} {name} (exit {proc.returncode})"
                      + ("" if ok else f"; see {self.cdir / 'logs' / (name + '.log')}"))
             if ok and not self.squeezed:
                 self._auto_squeeze(spec)
 
     def _stop_all(self) -> None:
-        """SIGINT every child (KeyboardInterrupt lets it close loggers), SIGKILL after 15 s."""
+        """SIGINT every child (the loop finishes its step, saves a checkpoint and exits), SIGKILL
+        after 15 s. Children that already ended are recorded as such first."""
+        self._reap()
         for proc, _, _ in self.active.values():
             _signal(proc, signal.SIGINT)
         deadline = time.monotonic() + 15
