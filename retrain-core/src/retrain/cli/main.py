@@ -10,8 +10,10 @@ Every :class:`retrain.errors.RetrainError` prints as one ``error: ...`` line on 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -33,7 +35,8 @@ class _LazyPluginCommand(TyperCommand):
 
     def __init__(self, name: str, component: Any) -> None:
         summary = component.summary or f"Command from plugin {component.plugin}."
-        super().__init__(name, help=summary, short_help=summary, rich_help_panel="Plugin commands")
+        panel = None if component.plugin.startswith("builtin.") else "Plugin commands"
+        super().__init__(name, help=summary, short_help=summary, rich_help_panel=panel)
         self.component = component
 
     def materialize(self) -> Any:
@@ -98,6 +101,7 @@ app = typer.Typer(
     help="RL from verifiable rewards for LLM reasoning models. Run a job with `retrain RUN.toml`.",
     no_args_is_help=True,
     add_completion=False,
+    subcommand_metavar="RUN.toml [OPTIONS] | COMMAND [ARGS]...",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
@@ -156,7 +160,8 @@ def run_command(
             from retrain.campaign.runner import run_campaign
         except ImportError as e:
             _not_available("campaigns", "retrain.campaign.runner", e)
-        code = run_campaign(config, overrides)
+        with _training_extra_hint():
+            code = run_campaign(config, overrides)
         if code:
             raise typer.Exit(code)
         return
@@ -164,7 +169,23 @@ def run_command(
         from retrain.train.runner import train
     except ImportError as e:
         _not_available("training", "retrain.train.runner", e)
-    train(cfg, registry, config_path=config, resume=resume or cfg.resume.from_ or None)
+    with _training_extra_hint():
+        train(cfg, registry, config_path=config, resume=resume or cfg.resume.from_ or None)
+
+
+#: Top-level modules of the ``train`` extra: a missing one means the extra is not installed.
+TRAIN_EXTRA_MODULES = {"numpy", "torch", "transformers", "peft", "accelerate", "safetensors", "sympy", "math_verify"}
+
+
+@contextlib.contextmanager
+def _training_extra_hint() -> Iterator[None]:
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        raise RetrainError(f"training needs packages that are not installed ({e}). "
+                           f"Install the training extra: pip install 'retrain-core[train]'.") from e
 
 
 def _not_available(what: str, module: str, e: ImportError) -> typer.Exit:
