@@ -70,6 +70,7 @@ BUILTIN_MODULES: list[str] = [
     "retrain.loggers.plugin",
     "retrain.campaign.plugin",
     "retrain.bench.plugin",
+    "retrain.evaluation",
 ]
 
 #: Names that first-party plugins provide: (kind, name) -> distribution to install.

@@ -1,0 +1,86 @@
+"""``retrain eval RUN.toml [--checkpoint latest|PATH]``: held-out evaluation without training.
+
+Builds the run's backend, engine, environment and reward exactly as training does (same prompt,
+same reward, same held-out tasks), optionally loads a checkpoint's weights, runs
+:func:`retrain.evaluation.run_eval` and prints the metrics. The report goes to ``--out`` or, for
+a checkpoint, ``<run dir>/eval/cli_step_<N>.json``; for the base model,
+``<log_dir>/<run name>-eval/eval/step_0.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+
+def evaluate_config(config: Path, overrides: dict[str, Any], checkpoint: str | None = None,
+                    out: Path | None = None) -> tuple[dict[str, float], Path]:
+    """(metrics, report path) for the run described by ``config`` (+ ``overrides``), at ``checkpoint``."""
+    from retrain.evaluation import run_eval
+    from retrain.rewards import build_reward
+    from retrain.run_config import load_run_config
+    from retrain.train import checkpoint as ckpt_io
+    from retrain.train import rundir
+    from retrain.train.runner import seed_everything
+    from retrain.types import RunContext
+
+    cfg, registry = load_run_config(config, overrides)
+    seed_everything(cfg.training.seed)
+    if checkpoint:
+        run_dir, ckpt = rundir.resolve_run(cfg, config, checkpoint)
+    else:
+        run_dir, ckpt = Path(cfg.logging.log_dir) / f"{rundir.run_name(cfg, config)}-eval", None
+    ctx = RunContext(config=cfg, registry=registry, config_path=config, run_dir=run_dir)
+    src = cfg.source
+    backend = registry.build("backend", cfg.backend.backend, where=f"{src} [backend] backend", ctx=ctx)
+    ctx.backend, ctx.tokenizer = backend, backend.tokenizer
+    step = 0
+    if ckpt is not None:
+        step = int(ckpt_io.load_checkpoint(ckpt, backend=backend, environment=None, credit=None)["step"])
+    engine = registry.build("engine", cfg.inference.engine, where=f"{src} [inference] engine", ctx=ctx)
+    environment = registry.build("environment", cfg.data.source, where=f"{src} [data] source", ctx=ctx)
+    reward = build_reward(ctx)
+    report = out or (run_dir / "eval" / (f"cli_step_{step}.json" if ckpt is not None else "step_0.json"))
+    try:
+        engine.sync(backend, backend.version)
+        metrics = run_eval(ctx, engine, environment, reward, step, report_path=report)
+    finally:
+        for component in (engine, reward):
+            close = getattr(component, "close", None)
+            if callable(close):
+                close()
+    return metrics, report
+
+
+def make_eval_app() -> typer.Typer:
+    """Evaluate a run's model (or a checkpoint) on its held-out problems: pass@1 (greedy) and pass@k."""
+    app = typer.Typer(add_completion=False)
+
+    @app.command()
+    def eval(  # noqa: A001 - the command's name
+        config: Annotated[Path, typer.Argument(help="The run's TOML file.", show_default=False)],
+        checkpoint: Annotated[Optional[str], typer.Option(
+            "--checkpoint", metavar="[latest|PATH]",
+            help="A checkpoints/step_N folder, a run directory, or 'latest' (default: the base model).")] = None,
+        num_problems: Annotated[Optional[int], typer.Option("--num-problems", help="Override [eval] num_problems.")] = None,
+        pass_k: Annotated[Optional[int], typer.Option("--pass-k", help="Override [eval] pass_k.")] = None,
+        set_: Annotated[Optional[list[str]], typer.Option(
+            "--set", metavar="SECTION.KEY=VALUE", help="Override any key (repeatable).")] = None,
+        out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the JSON report.")] = None,
+    ) -> None:
+        """Evaluate a run's model (or a checkpoint) on its held-out problems: pass@1 (greedy) and pass@k."""
+        from retrain.config import parse_set
+
+        overrides = parse_set(list(set_ or []))
+        if num_problems is not None:
+            overrides["eval.num_problems"] = num_problems
+        if pass_k is not None:
+            overrides["eval.pass_k"] = pass_k
+        metrics, report = evaluate_config(config, overrides, checkpoint, out)
+        for name, value in metrics.items():
+            typer.echo(f"{name:<22} {value:.4f}")
+        typer.echo(f"report: {report}")
+
+    return app

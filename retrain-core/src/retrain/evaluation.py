@@ -1,0 +1,111 @@
+"""Held-out evaluation: greedy pass@1 and sampled pass@k on ``[eval] num_problems`` tasks.
+
+``run_eval(ctx, engine, environment, reward, step)`` renders ``environment.eval_tasks(n)`` with the
+run's prompt (``[data]`` template and system prompt, the tokenizer's chat template), generates
+
+- one greedy completion per problem (temperature 0) -> ``eval/pass@1``;
+- when ``[eval] pass_k = k > 1``: k samples per problem at ``[training] temperature`` with a fixed
+  seed -> ``eval/pass@k`` (named with the number, e.g. ``eval/pass@8``: the fraction of problems
+  with at least one correct sample; with exactly k samples the unbiased estimator is this) and
+  ``eval/mean@k`` (the mean correctness of all samples);
+
+scores them with the run's reward (a completion is correct when its reward is >= 1), and writes
+``<run dir>/eval/step_<N>.json`` with every problem, completion and score plus the prompt identity.
+Other metrics: ``eval/reward_mean``, ``eval/boxed_rate`` (completions with a complete ``\\boxed{}``),
+``eval/completion_len`` (tokens), ``eval/truncated`` (fraction that hit max_tokens),
+``eval/timeouts``, ``eval/errors``, ``eval/seconds``.
+
+This module also registers the ``retrain eval RUN.toml [--checkpoint PATH]`` command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from retrain import hookimpl
+from retrain.types import SamplingParams
+
+EVAL_SEED = 1234  # the pass@k samples are the same for every evaluation of a run
+CORRECT = 1.0 - 1e-6
+
+
+def _eval_max_tokens(cfg: Any) -> int:
+    return cfg.eval.max_tokens or cfg.training.max_tokens
+
+
+def run_eval(ctx: Any, engine: Any, environment: Any, reward: Any, step: int,
+             report_path: Path | None = None) -> dict[str, float]:
+    """Evaluate the engine's current policy; returns ``eval/*`` metrics and writes the per-problem report
+    to ``report_path`` (default ``<run dir>/eval/step_<step>.json``; none without a run dir)."""
+    from retrain.prompts import prompt_identity, render_prompt_ids
+    from retrain.rewards.extract import extract_boxed
+
+    cfg = ctx.config
+    start = time.monotonic()
+    tasks = environment.eval_tasks(cfg.eval.num_problems)
+    prompts = [render_prompt_ids(ctx.tokenizer, t, cfg.data.system_prompt, cfg.data.prompt_template) for t in tasks]
+    references = [t.answer for t in tasks]
+    max_tokens = _eval_max_tokens(cfg)
+
+    greedy = engine.generate(prompts, SamplingParams(n=1, max_tokens=max_tokens, temperature=0.0, seed=EVAL_SEED))
+    scored = reward.score(greedy.texts, references)
+    correct = [r >= CORRECT for r in scored.rewards]
+    n = max(1, len(tasks))
+    metrics = {
+        "eval/pass@1": sum(correct) / n,
+        "eval/reward_mean": sum(scored.rewards) / n,
+        "eval/boxed_rate": sum(extract_boxed(t) is not None for t in greedy.texts) / n,
+        "eval/completion_len": sum(len(c) for c in greedy.completion_ids) / n,
+        "eval/truncated": sum(f == "length" for f in greedy.finish_reasons) / n,
+        "eval/timeouts": float(scored.timeouts),
+        "eval/errors": float(scored.errors),
+    }
+    problems = [{"id": t.id, "prompt": t.prompt, "answer": t.answer, "completion": greedy.texts[i],
+                 "reward": scored.rewards[i], "correct": correct[i], "finish_reason": greedy.finish_reasons[i]}
+                for i, t in enumerate(tasks)]
+
+    k = cfg.eval.pass_k
+    if k > 1:
+        sampled = engine.generate(prompts, SamplingParams(n=k, max_tokens=max_tokens, temperature=cfg.training.temperature,
+                                                          top_p=cfg.training.top_p, seed=EVAL_SEED))
+        refs_k = [r for r in references for _ in range(k)]  # groups contiguous: [N = n*k]
+        scored_k = reward.score(sampled.texts, refs_k)
+        hits = [r >= CORRECT for r in scored_k.rewards]
+        per_problem = [hits[i * k:(i + 1) * k] for i in range(len(tasks))]
+        metrics[f"eval/pass@{k}"] = sum(any(h) for h in per_problem) / n
+        metrics[f"eval/mean@{k}"] = sum(hits) / max(1, len(hits))
+        metrics["eval/timeouts"] += scored_k.timeouts
+        metrics["eval/errors"] += scored_k.errors
+        for i, row in enumerate(problems):
+            row["samples"] = [{"completion": sampled.texts[i * k + j], "reward": scored_k.rewards[i * k + j]}
+                              for j in range(k)]
+            row[f"pass@{k}"] = any(per_problem[i])
+    metrics["eval/seconds"] = time.monotonic() - start
+
+    if report_path is None and ctx.run_dir is not None:
+        report_path = Path(ctx.run_dir) / "eval" / f"step_{step}.json"
+    if report_path is not None:
+        write_report(report_path, {
+            "step": step, "policy_version": greedy.policy_version, "metrics": metrics,
+            "prompt": prompt_identity(cfg, ctx.tokenizer), "reward": cfg.reward.type, "max_tokens": max_tokens,
+            "problems": problems})
+    return metrics
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename): a report is either complete or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
+@hookimpl
+def retrain_register_commands(register):  # type: ignore[no-untyped-def]
+    from retrain.eval_cli import make_eval_app
+
+    register("eval", make_eval_app)
