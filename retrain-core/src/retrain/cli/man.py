@@ -70,8 +70,13 @@ def render_auto(text: str, generators: dict[str, Callable[[], str]] | None = Non
 def out_of_date(docs: Path, package_copy: Path | None = None) -> list[str]:
     """What ``--sync`` would change: generated sections of docs/, and the package's copy."""
     gens = _generators()
-    stale = [f"{f.name}: generated section(s) {', '.join(sorted({m.group('name') for m in AUTO.finditer(f.read_text())}))}"
-             for f in sorted(docs.glob("*.md")) if render_auto(f.read_text(), gens) != f.read_text()]
+    stale = []
+    for f in sorted(docs.glob("*.md")):
+        old = {m.group("name"): m.group(0) for m in AUTO.finditer(f.read_text())}
+        new = {m.group("name"): m.group(0) for m in AUTO.finditer(render_auto(f.read_text(), gens))}
+        changed = sorted(name for name in old if old[name] != new.get(name))
+        if changed:
+            stale.append(f"{f.name}: generated section(s) {', '.join(changed)}")
     if package_copy is not None:
         for f in sorted(docs.glob("*.md")):
             copy = package_copy / f.name
