@@ -246,3 +246,19 @@ def test_help_init_and_man(tmp_path):
 def test_version_and_console_script():
     assert RETRAIN.is_file()
     assert run_cli("--version").stdout == "retrain-core 0.1.0\n"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["x.toml", "--resume"], "latest"),
+    (["x.toml", "--resume", "--seed", "3"], "latest"),
+    (["x.toml", "--resume", "runs/x/checkpoints/step_4"], "runs/x/checkpoints/step_4"),
+    (["x.toml"], None),
+])
+def test_resume_value_is_optional(argv, expected):
+    import typer
+
+    from retrain.cli.main import app
+
+    run = typer.main.get_command(app).commands["run"]
+    ctx = run.make_context("run", list(argv))
+    assert ctx.params["resume"] == expected
