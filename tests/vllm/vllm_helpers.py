@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 
-def make_ctx(model: Path, run_dir: Path | None = None, **sections: dict[str, Any]) -> Any:
-    """A run context with a real local backend on ``model`` (LoRA rank 4 unless overridden)."""
+def make_ctx(model_dir: Path, run_dir: Path | None = None, **sections: dict[str, Any]) -> Any:
+    """A run context with a real local backend on ``model_dir`` (LoRA rank 4 unless overridden)."""
     from retrain.config import config_from_dict
     from retrain.plugins import load_plugins
     from retrain.types import RunContext
 
-    data: dict[str, Any] = {"model": {"model": str(model), "lora_rank": 4}, "training": {"lr": 0.05, "seed": 0}}
+    data: dict[str, Any] = {"model": {"model": str(model_dir), "lora_rank": 4}, "training": {"lr": 0.05, "seed": 0}}
     for name, body in sections.items():
         data.setdefault(name, {}).update(body)
     reg = load_plugins()
