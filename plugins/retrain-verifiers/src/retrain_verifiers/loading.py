@@ -86,6 +86,7 @@ class TaskSource:
                      'training data (a taskset with a "train" split or more tasks than [eval] num_problems).')
         has_split = split_field(env_id)
         if has_split and "split" not in args:
+            resolve_config(env_id, args, max_turns, where)  # bad args are their own error, not "eval-only"
             config = try_config(env_id, {**args, "split": "train"}, max_turns, where)
             if config is None:
                 raise ConfigError(eval_only.format(why='; its split field refuses "train"'))
