@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import FIXTURES, RETRAIN, run_cli
+from cli_helpers import FIXTURES, RETRAIN, run_cli
 
 HEAVY = ("torch", "transformers", "peft", "vllm", "verifiers")
 
