@@ -34,6 +34,8 @@ def test_extract_boxed(text: str, expected: str | None) -> None:
     ("the answer is 9 but \\boxed{8}", "last_number", "8"),  # a box always wins
     ("I get 3", "none", None),
     ("\\boxed{3}", "none", "3"),
+    ("\\boxed{{{{7}}}}", "none", "7"),  # redundant outer braces are dropped
+    ("\\boxed{{1}+{2}}", "none", "{1}+{2}"),  # not one group: kept
 ])
 def test_extract_answer_fallbacks(text: str, fallback: str, expected: str | None) -> None:
     assert extract_answer(text, fallback) == expected

@@ -58,11 +58,23 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+def strip_outer_braces(answer: str) -> str:
+    """``{{7}}`` -> ``7``: braces around the whole answer carry no meaning (and deeply nested ones
+    make LaTeX parsers slow)."""
+    s = answer.strip()
+    while s.startswith("{") and s.endswith("}"):
+        got = _braced(s, 0)
+        if got is None or got[1] != len(s):
+            break
+        s = got[0].strip()
+    return s
+
+
 def extract_answer(text: str, fallback: str = "last_number") -> str | None:
     """The model's final answer (see the module docstring for the order), or None."""
     boxed = extract_boxed(text)
     if boxed is not None or fallback == "none":
-        return boxed
+        return None if boxed is None else strip_outer_braces(boxed)
     matches = list(_ANSWER_IS_RE.finditer(text))
     if matches:
         answer = matches[-1].group(1).strip().strip("$ ").rstrip(".")
@@ -83,7 +95,7 @@ def normalize_answer(answer: str) -> str:
     period; dfrac/tfrac -> frac; ``1,000`` -> ``1000``; lower case."""
     s = answer.strip()
     inner = extract_boxed(s) if s.startswith(("\\boxed", "\\fbox")) else None
-    s = inner if inner is not None else s
+    s = strip_outer_braces(inner if inner is not None else s)
     s = _TEXT_WRAP_RE.sub(r"\1", s)
     for old, new in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\ ", ""),
                      ("dfrac", "frac"), ("tfrac", "frac"), ("^\\circ", ""), ("^{\\circ}", ""), ("\\%", ""),
