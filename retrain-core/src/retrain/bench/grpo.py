@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--plain", action="store_true", help="also time the plain transformers generation path")
     ap.add_argument("--peer", default="", help="path of trl_grpo_peer.py to run in a subprocess afterwards")
     ap.add_argument("--json", default="", help="write the results here")
+    ap.add_argument("--model-dir", default="", help="keep the random-init model here and reuse it (default: a temp dir)")
     args = ap.parse_args(argv)
 
     import torch
@@ -267,8 +268,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("copy bandwidth (read+write)", result["copy_bw_TBps"], "TB/s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        model_dir = build_model_dir(Path(tmp) / "qwen-0.5b-shape", layers=args.layers)
-        print(f"model dir built in {time.perf_counter() - t:.1f}s", flush=True)
+        model_dir = Path(args.model_dir) if args.model_dir else Path(tmp) / "qwen-0.5b-shape"
+        if not (model_dir / "config.json").is_file():
+            build_model_dir(model_dir, layers=args.layers)
+            print(f"model dir built in {time.perf_counter() - t:.1f}s", flush=True)
         r = run_retrain(args, model_dir)
     extra = r.pop("extra")
     result["retrain"] = r

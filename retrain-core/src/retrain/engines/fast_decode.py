@@ -23,6 +23,8 @@ needs no host synchronisation.
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +127,8 @@ class _Session:
 class FastDecoder:
     """Batched sampling from a (peft-wrapped) Llama/Qwen2/Qwen3/Mistral causal LM; see the module doc."""
 
-    def __init__(self, model: Any, use_graphs: bool | None = None, max_sessions: int = 2) -> None:
+    def __init__(self, model: Any, use_graphs: bool | None = None, max_sessions: int = 2,
+                 compile: bool | None = None) -> None:
         reason = supports(model)
         if reason is not None:
             raise ValueError(f"FastDecoder cannot run this model: {reason}")
@@ -143,6 +146,14 @@ class FastDecoder:
         self.sessions: dict[tuple[int, int, int], _Session] = {}
         self.w: dict[str, Any] | None = None
         self._gen: Any = None  # CPU: a seeded generator; CUDA: the default generator (graph-safe)
+        if compile is None:  # fusing the elementwise kernels pays where launches dominate: CUDA decode
+            compile = self.use_graphs and os.environ.get("RETRAIN_FAST_DECODE_COMPILE", "1") != "0"
+        self._compiled: tuple[Any, Any] | None = None
+        if compile:
+            import torch
+
+            self._compiled = (torch.compile(self._attn_in, dynamic=True, fullgraph=True),
+                              torch.compile(self._attn_out_mlp, dynamic=True, fullgraph=True))
         self.sync(model)
 
     # -- weights --------------------------------------------------------------------------------
@@ -209,14 +220,41 @@ class FastDecoder:
         rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return x * cos + rot * sin
 
+    def _attn_in(self, x: torch.Tensor, ln1: torch.Tensor, wqkv: torch.Tensor, bqkv: torch.Tensor | None,
+                 q_norm: torch.Tensor | None, k_norm: torch.Tensor | None, cos: torch.Tensor,
+                 sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Norm, fused q/k/v projection, RoPE: q [N, H, L, D], k and v [N, kvH, L, D]. Pure (compilable)."""
+        import torch.nn.functional as F
+
+        n, length = x.shape[0], x.shape[1]
+        h_, kv, d = self.heads, self.kv_heads, self.head_dim
+        qkv = F.linear(self._rms(x, ln1), wqkv, bqkv)  # [N, L, (H + 2 kvH) D]
+        q, k, v = qkv.split([h_ * d, kv * d, kv * d], dim=-1)
+        q = q.view(n, length, h_, d)
+        k = k.view(n, length, kv, d)
+        if q_norm is not None:
+            q, k = self._rms(q, q_norm), self._rms(k, k_norm)  # type: ignore[arg-type]
+        q = self._rotate(q.transpose(1, 2), cos, sin)  # [N, H, L, D]
+        k = self._rotate(k.transpose(1, 2), cos, sin)  # [N, kvH, L, D]
+        return q, k, v.view(n, length, kv, d).transpose(1, 2)
+
+    def _attn_out_mlp(self, x: torch.Tensor, o: torch.Tensor, wo: torch.Tensor, ln2: torch.Tensor,
+                      wgu: torch.Tensor, wd: torch.Tensor) -> torch.Tensor:
+        """Output projection + residual, norm, SwiGLU MLP + residual: [N, L, hidden]. Pure (compilable)."""
+        import torch.nn.functional as F
+
+        x = x + F.linear(o, wo)
+        gate, up = F.linear(self._rms(x, ln2), wgu).chunk(2, dim=-1)  # [N, L, I] x2
+        return x + F.linear(F.silu(gate) * up, wd)
+
     def _forward(self, ids: torch.Tensor, pos: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor,
-                 write: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+                 write: torch.Tensor, mask: torch.Tensor, fused: bool = False) -> torch.Tensor:
         """Hidden state after the final norm for ``ids [N, L]`` at positions ``pos [N, L]``.
 
         Writes K/V into ``kc``/``vc [layers, N, kvH, S, D]`` at slots ``write [L]`` and attends
-        over all S slots under ``mask [N, 1, L, S]`` (True = may attend).
+        over all S slots under ``mask [N, 1, L, S]`` (True = may attend). ``fused``: use the
+        torch.compile'd layer parts (decode steps on CUDA).
         """
-        import torch
         import torch.nn.functional as F
 
         w = self.w
@@ -224,30 +262,20 @@ class FastDecoder:
         n, length = ids.shape
         h_, kv, d = self.heads, self.kv_heads, self.head_dim
         rep = h_ // kv
+        attn_in, attn_out = (self._compiled if fused and self._compiled else (self._attn_in, self._attn_out_mlp))
         cos, sin = self._rope(pos)  # [N, 1, L, D]
         # grouped-query attention without repeating K/V: the rep query heads of one KV head
         # become rep * L query rows against that head
         gmask = mask[:, :, None].expand(n, 1, rep, length, mask.shape[-1]).reshape(n, 1, rep * length, -1)
         x = F.embedding(ids, w["embed"])  # [N, L, hidden]
         for i, lw in enumerate(w["layers"]):
-            y = self._rms(x, lw["ln1"])
-            qkv = F.linear(y, lw["wqkv"], lw["bqkv"])  # [N, L, (H + 2 kvH) D]
-            q, k, v = qkv.split([h_ * d, kv * d, kv * d], dim=-1)
-            q = q.view(n, length, h_, d)
-            k = k.view(n, length, kv, d)
-            if lw["q_norm"] is not None:
-                q, k = self._rms(q, lw["q_norm"]), self._rms(k, lw["k_norm"])
-            q = self._rotate(q.transpose(1, 2), cos, sin)  # [N, H, L, D]
-            k = self._rotate(k.transpose(1, 2), cos, sin)  # [N, kvH, L, D]
+            q, k, v = attn_in(x, lw["ln1"], lw["wqkv"], lw["bqkv"], lw["q_norm"], lw["k_norm"], cos, sin)
             kc[i].index_copy_(2, write, k)
-            vc[i].index_copy_(2, write, v.view(n, length, kv, d).transpose(1, 2))
+            vc[i].index_copy_(2, write, v)
             qg = q.reshape(n, kv, rep * length, d)  # [N, kvH, rep*L, D]
             o = F.scaled_dot_product_attention(qg, kc[i], vc[i], attn_mask=gmask, scale=d ** -0.5)
             o = o.reshape(n, h_, length, d).transpose(1, 2).reshape(n, length, h_ * d)  # [N, L, H*D]
-            x = x + F.linear(o, lw["wo"])
-            y = self._rms(x, lw["ln2"])
-            gate, up = F.linear(y, lw["wgu"]).chunk(2, dim=-1)  # [N, L, I] x2
-            x = x + F.linear(F.silu(gate) * up, lw["wd"])
+            x = attn_out(x, o, lw["wo"], lw["ln2"], lw["wgu"], lw["wd"])
         return self._rms(x, w["norm"])  # [N, L, hidden]
 
     def _sample_into(self, s: _Session, hidden: torch.Tensor, col: torch.Tensor, greedy: bool, use_top_p: bool,
@@ -285,7 +313,7 @@ class FastDecoder:
         pos = (s.plen + col)[:, None]  # [N, 1]
         slot = col + s.p  # [1]
         mask = ((s.slots >= s.start[:, None]) & (s.slots <= slot))[:, None, None]  # [N, 1, 1, S]
-        hidden = self._forward(tok_in, pos, s.k, s.v, slot, mask)[:, 0]  # [N, hidden]
+        hidden = self._forward(tok_in, pos, s.k, s.v, slot, mask, fused=True)[:, 0]  # [N, hidden]
         self._sample_into(s, hidden, col + 1, *mode, stop_mask)
         s.step.add_(1)
 
@@ -382,8 +410,17 @@ class FastDecoder:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(2):  # warm up kernels and the allocator outside the graph
-                self._decode_step(s, mode, stop_mask)
+            for _ in range(2):  # warm up (and compile) kernels and the allocator outside the graph
+                try:
+                    self._decode_step(s, mode, stop_mask)
+                except Exception as e:  # a compiler problem must not stop sampling: run unfused
+                    if self._compiled is None:
+                        raise
+                    warnings.warn(f"fast decode: torch.compile failed ({type(e).__name__}: {e}); "
+                                  f"continuing without fused kernels", stacklevel=2)
+                    self._compiled = None
+                    s.step.zero_()
+                    self._decode_step(s, mode, stop_mask)
         torch.cuda.current_stream().wait_stream(stream)
         s.step.zero_()
         graph = torch.cuda.CUDAGraph()
