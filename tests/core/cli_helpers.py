@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -30,3 +31,9 @@ def run_cli(*args: str, cwd: Path | None = None, extra_path: Path | None = None,
 def pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True,
                    capture_output=True, text=True, timeout=300)
+
+
+def pip_install(*args: str) -> None:
+    """``pip install --no-deps``, building with this environment's setuptools when it has one."""
+    offline_build = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    pip("install", "--no-deps", *offline_build, *args)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import FIXTURES, pip
+from cli_helpers import FIXTURES, pip, pip_install
 
 @pytest.fixture(scope="session")
 def fixture_plugin():
@@ -16,7 +16,7 @@ def fixture_plugin():
 
     A regular (not editable) install, so that this very process can import it too.
     """
-    pip("install", "--no-deps", "--no-build-isolation", str(FIXTURES / "plugin_pkg"))
+    pip_install(str(FIXTURES / "plugin_pkg"))
     yield "retrain-fixture-plugin"
     pip("uninstall", "-y", "retrain-fixture-plugin")
 
@@ -26,7 +26,7 @@ def broken_plugin(tmp_path_factory) -> Path:
     """tests/fixtures/broken_plugin_pkg installed with ``pip --target`` into a folder that only the
     subprocesses given ``extra_path=`` see, so other test runs never meet the broken plugin."""
     target = tmp_path_factory.mktemp("broken_site")
-    pip("install", "--no-deps", "--no-build-isolation", "--target", str(target), str(FIXTURES / "broken_plugin_pkg"))
+    pip_install("--target", str(target), str(FIXTURES / "broken_plugin_pkg"))
     return target
 
 
