@@ -338,3 +338,10 @@ def test_unknown_transform_hicra_hint(tok):
     ctx = make_ctx({"algorithm": {"transform_mode": "gtpo_sepaa"}}, tokenizer=tok)
     with pytest.raises(PluginError, match=r'transform_mode = "gtpo_sepaa": no such transform. Did you mean "gtpo_sepa"\?'):
         build_credit(ctx)
+
+
+def test_strategic_grams_detector_contract(tok):
+    from retrain.advantages.planning import StrategicGramDetector
+    from retrain.testing.contracts import check_planning_detector
+
+    check_planning_detector(StrategicGramDetector(), tok)

@@ -152,3 +152,11 @@ def test_mined_grams_without_file_is_clear(tok):
                    tokenizer=tok)
     with pytest.raises(ConfigError, match=r'detector = "mined-grams" needs \[planning\] phrases_file'):
         build_credit(ctx)
+
+
+def test_mined_grams_detector_contract(tok, tmp_path):
+    from retrain.testing.contracts import check_planning_detector
+    from retrain_hicra.detector import MinedGramDetector
+
+    (tmp_path / "p.txt").write_text("let me check\t3.1\t5\t0\nanother approach\n")
+    check_planning_detector(MinedGramDetector(phrases_file=str(tmp_path / "p.txt")), tok)

@@ -98,3 +98,27 @@ def check_transform_spec(spec: Any, *, seeds: tuple[int, ...] = (0, 1), sepa_lam
         out = spec.entropy_transform(list(row), [1, 0, 0, 1], 0.5)
         assert len(out) == len(row), f'transform "{spec.name}": entropy_transform must return one value per token'
         assert all(isinstance(float(x), float) for x in out)
+
+
+def check_planning_detector(detector: Any, tokenizer: Any, texts: list[str] | None = None) -> None:
+    """A planning detector: ``detect(rollouts, tokenizer)`` -> bool ``[N, T]``, False off the mask,
+    deterministic, rollouts untouched."""
+    import torch
+
+    from retrain.types import Generation, Rollouts, Task
+
+    texts = texts or ["Wait, let me check: 2+2=4.", "4", "Another approach: 3+1.", ""]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    gen = Generation(completion_ids=ids, logprobs=[[-1.0] * len(i) for i in ids], finish_reasons=["stop"] * len(ids),
+                     texts=texts, policy_version=0)
+    rollouts = Rollouts.from_generation([Task(prompt="p", answer="4")], [[0]], gen, len(ids))
+    before = (rollouts.completion_ids.clone(), rollouts.mask.clone(), rollouts.logprobs.clone())
+    out = detector.detect(rollouts, tokenizer)
+    who = f"planning detector {type(detector).__name__}"
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.bool, f"{who}: expected a bool tensor"
+    assert out.shape == rollouts.mask.shape, f"{who}: shape {tuple(out.shape)}, expected {tuple(rollouts.mask.shape)}"
+    assert not out[rollouts.mask == 0].any(), f"{who}: marks padding tokens"
+    assert torch.equal(out, detector.detect(rollouts, tokenizer)), f"{who}: not deterministic"
+    for name, a, b in zip(("completion_ids", "mask", "logprobs"), before,
+                          (rollouts.completion_ids, rollouts.mask, rollouts.logprobs)):
+        assert torch.equal(a, b), f"{who}: modified rollouts.{name} in place"
