@@ -104,8 +104,13 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-@hookimpl
-def retrain_register_commands(register):  # type: ignore[no-untyped-def]
+def eval_command() -> Any:
+    """Evaluate a run's model (or a checkpoint) on its held-out problems: pass@1 (greedy) and pass@k."""
     from retrain.eval_cli import make_eval_app
 
-    register("eval", make_eval_app)
+    return make_eval_app()
+
+
+@hookimpl
+def retrain_register_commands(register):  # type: ignore[no-untyped-def]
+    register("eval", eval_command)

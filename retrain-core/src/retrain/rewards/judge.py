@@ -22,9 +22,6 @@ import re
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +96,9 @@ class JudgeReward:
         return hashlib.sha256(f"{self.model}\0{prompt}".encode()).hexdigest()
 
     def _post(self, prompt: str) -> str:
+        import urllib.error  # here, not at module level: plugin listing stays fast
+        import urllib.request
+
         body = {"messages": [{"role": "user", "content": prompt}], "temperature": 0.0, "max_tokens": 16}
         if self.model:
             body["model"] = self.model
@@ -166,6 +166,8 @@ class JudgeReward:
     def score(self, responses: list[str], references: list[str]) -> RewardResult:
         if len(responses) != len(references):
             raise ValueError(f"{len(responses)} responses but {len(references)} references")
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             outcomes = list(pool.map(self._judge, responses, references))
         result = RewardResult([value for _, value in outcomes])
