@@ -88,7 +88,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _retrain(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-c", "from retrain.cli.main import main; main()", *args]
-    return subprocess.run(cmd, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=600)
 
 
 def _steps(run_dir: Path) -> list[int]:
@@ -135,7 +135,7 @@ def test_sequential_campaign_runs_summarises_squeezes_and_skips_done_runs(tmp_pa
     assert json.loads((tmp_path / "r2" / "adapter_config.json").read_text())["lora_alpha"] == 4.0
 
 
-def _wait(pred, timeout: float = 120.0, what: str = "") -> None:
+def _wait(pred, timeout: float = 300.0, what: str = "") -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():

@@ -285,6 +285,9 @@ def format_report(report: SqueezeReport, top: int = 8) -> str:
              + (f" ({report.zero_layers} with a zero delta, left out of the average)" if report.zero_layers else ""),
              f"recommended rank {report.recommended_rank} keeps {report.mean_energy_at_recommended:.4f} of the "
              f"spectral energy on average over layers (threshold {report.energy_threshold})"]
+    if report.zero_layers == len(report.layers):
+        lines[1] = ("every layer's delta is exactly zero (an untrained adapter: peft starts B at 0); "
+                    "nothing to squeeze yet")
     ranked = sorted(report.layers, key=lambda ly: -ly["rank_for_threshold"])[:top]
     lines.append(f"{'layer':56} {'rank@thr':>8} {'energy@k':>9} {'rel.err@k':>9}  top sigma")
     for ly in ranked:

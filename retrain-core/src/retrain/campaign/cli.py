@@ -19,7 +19,7 @@ from retrain.errors import RetrainError
 
 # A sub-app whose callback takes the arguments: ``retrain squeeze DIR --energy 0.9`` (options may
 # follow the argument; there are no sub-commands).
-_SINGLE = {"invoke_without_command": True, "no_args_is_help": True, "subcommand_metavar": "",
+_SINGLE = {"invoke_without_command": True, "add_completion": False, "no_args_is_help": True, "subcommand_metavar": "",
            "context_settings": {"allow_interspersed_args": True, "help_option_names": ["-h", "--help"]}}
 
 
@@ -76,7 +76,7 @@ def squeeze_app() -> typer.Typer:
 
 
 def campaign_app() -> typer.Typer:
-    app = typer.Typer(help="Campaigns: conditions x seeds from one TOML (run it with `retrain CAMPAIGN.toml`).",
+    app = typer.Typer(help="Campaigns: conditions x seeds from one TOML (run it with `retrain CAMPAIGN.toml`).", add_completion=False,
                       no_args_is_help=True)
 
     @app.command("status")

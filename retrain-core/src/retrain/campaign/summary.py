@@ -129,12 +129,14 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize(path: str | Path, metrics: list[str] | None = None) -> dict[str, Any]:
-    """Per condition and metric: final and best, mean and std over seeds (and the seed count)."""
+    """Per condition and metric: final and best, mean and std over seeds (and the seed count).
+
+    Default metrics: ``reward/mean`` and every ``eval/pass@k`` that was logged."""
     runs = discover(path)
     rows_by_run = {info.name: rundir.read_metrics(info.run_dir) for info in runs}
     if metrics is None:
         present = {k for rows in rows_by_run.values() for row in rows for k in row}
-        metrics = [m for m in DEFAULT_METRICS if m in present] + sorted(k for k in present if k.startswith("eval/"))
+        metrics = [m for m in DEFAULT_METRICS if m in present] + sorted(k for k in present if k.startswith("eval/pass@"))
     out: dict[str, Any] = {"metrics": metrics, "conditions": {}}
     for cond in dict.fromkeys(info.condition for info in runs):
         entry: dict[str, Any] = {}
