@@ -345,3 +345,22 @@ def test_strategic_grams_detector_contract(tok):
     from retrain.testing.contracts import check_planning_detector
 
     check_planning_detector(StrategicGramDetector(), tok)
+
+
+def test_token_spans_metaspace_leading_spaces():
+    """SentencePiece-style "▁word" tokens: a window decoded alone drops the leading space; spans stay right."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from retrain.advantages.planning import phrase_pattern, planning_row, token_char_spans
+
+    vocab = {"<unk>": 0, "▁so": 1, "▁let": 2, "▁me": 3, "▁check": 4, "▁x": 5, "=": 6, "1": 7}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Metaspace()
+    tk.decoder = decoders.Metaspace()
+    sp = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>")
+    ids = [1, 2, 3, 4, 5, 6, 7]
+    text, spans = token_char_spans(ids, sp)
+    assert text == "so let me check x=1"
+    assert spans == [(0, 2), (2, 6), (6, 9), (9, 15), (15, 17), (17, 18), (18, 19)]
+    assert planning_row(ids, sp, phrase_pattern(["let me check"])) == [False, True, True, True, False, False, False]
