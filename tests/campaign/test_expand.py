@@ -92,3 +92,16 @@ def test_bad_conditions_are_one_line_errors(tmp_path):
     path = _toml(tmp_path, "[campaign]\nseeds = [1, 1]\n")
     with pytest.raises(ConfigError, match="seeds repeat"):
         expand(path)
+
+
+def test_bad_component_name_fails_before_any_run_starts(tmp_path):
+    from retrain.campaign.runner import run_campaign
+    from retrain.errors import RetrainError
+
+    path = _toml(tmp_path, f'[logging]\nlog_dir = "{tmp_path / "out"}"\n[campaign]\nseeds = [1]\n'
+                           '[[campaign.conditions]]\nname = "ok"\n[[campaign.conditions]]\nname = "typo"\n'
+                           'transform_mode = "gtpo_hirca"\n')
+    with pytest.raises(RetrainError, match=r'^campaign condition "typo": .*transform_mode = "gtpo_hirca": no such '
+                                           r'transform\. Did you mean "gtpo_hicra"\?'):
+        run_campaign(path, {})
+    assert not (tmp_path / "out").exists()

@@ -112,6 +112,11 @@ class Manifest:
                           "group": spec.group, "tags": spec.overrides.get("logging.wandb_tags", [])},
                 "config": cfg,
             }
+        # runs of an earlier version of the campaign that it no longer has: kept, not counted
+        retired = dict(old.get("retired_runs", {}))
+        retired.update({n: r for n, r in runs_old.items() if n not in data["runs"]})
+        if retired:
+            data["retired_runs"] = retired
         manifest = cls(path, data)
         manifest.save()
         return manifest
