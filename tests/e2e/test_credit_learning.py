@@ -115,14 +115,16 @@ def test_resume_keeps_sepa_controller_state(tiny_model, tmp_path):
     state = json.dumps(_credit_state(run_dir))
     assert '"var_ref"' in state and '"gate_open": true' in state
     cfg, reg = _sepa_config(tiny_model, tmp_path, "resumed", 5)
-    resumed = _rows(train(cfg, reg, resume="latest"))
+    resumed_dir = train(cfg, reg, resume="latest")
+    resumed = _rows(resumed_dir)
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5]
     lambdas = [r["sepa/lambda"] for r in straight]
     assert lambdas[:2] == pytest.approx([1e-5, 2e-5])  # warm-up: the linear floor only
-    # after the resume at step 3, the auto part raises lambda above the floor (5e-5) only if the
-    # variance EMA and its reference survived the checkpoint (a fresh controller would still warm up)
-    assert lambdas[4] > 1e-3
     assert [r["sepa/lambda"] for r in resumed] == pytest.approx(lambdas, abs=1e-7)
+    # the controller continued from the checkpoint: 5 observations, not 2 (a fresh one after step 3)
+    final = _credit_state(resumed_dir)["sepa"]
+    assert final["observed"] == 5
+    assert final == pytest.approx(_credit_state(tmp_path / "straight")["sepa"])
 
 
 def _credit_state(run_dir: Path) -> dict:
