@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from retrain.campaign.runner import child_command
 from retrain.campaign.spec import DEFAULT_CONDITIONS, expand, parse_conditions
 from retrain.config import parse_value

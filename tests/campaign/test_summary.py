@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from retrain.campaign.rundir import read_metrics, training_steps
 from retrain.campaign.summary import format_summary, status_rows, summarize, write_summary
 

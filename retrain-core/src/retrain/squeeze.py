@@ -225,7 +225,7 @@ def compress(adapter_dir: str | Path, out_dir: str | Path, rank: int | None = No
     rank_pattern: dict[str, int] = {}
     alpha_pattern: dict[str, float] = {}
     errors, num, den = [], 0.0, 0.0
-    for sp, (name, (ka, kb)) in zip(spectra, _pairs(tensors, where).items()):
+    for sp, (name, (ka, kb)) in zip(spectra, _pairs(tensors, where).items(), strict=True):
         a, b = tensors[ka], tensors[kb]
         kl = min(k, sp.rank)
         qb, qa, u, s, v = _factor(a, b)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -41,11 +41,11 @@ def squeeze_app() -> typer.Typer:
     @app.callback()
     @_one_line_errors
     def squeeze(
-        adapter_dir: Path = typer.Argument(..., help="A peft adapter folder, or a run directory (its newest adapter)."),
-        energy: float = typer.Option(0.95, help="Spectral energy to keep, averaged over layers."),
-        rank: Optional[int] = typer.Option(None, help="Rank to compress to (default: the recommendation)."),
-        out: Optional[Path] = typer.Option(None, help="Write the compressed adapter here."),
-        as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+        adapter_dir: Annotated[Path, typer.Argument(help="A peft adapter folder, or a run directory (its newest adapter).")],
+        energy: Annotated[float, typer.Option(help="Spectral energy to keep, averaged over layers.")] = 0.95,
+        rank: Annotated[int | None, typer.Option(help="Rank to compress to (default: the recommendation).")] = None,
+        out: Annotated[Path | None, typer.Option(help="Write the compressed adapter here.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
     ) -> None:
         """Singular values of each layer's LoRA delta, the smallest rank keeping --energy, and an
         optional compressed adapter (--out)."""
@@ -81,8 +81,8 @@ def campaign_app() -> typer.Typer:
 
     @app.command("status")
     @_one_line_errors
-    def status(path: Path = typer.Argument(..., help="Campaign directory (or a folder of run directories)."),
-               as_json: bool = typer.Option(False, "--json")) -> None:
+    def status(path: Annotated[Path, typer.Argument(help="Campaign directory (or a folder of run directories).")],
+               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Each run's condition, seed, steps done / total and state."""
         from retrain.campaign.summary import format_status, status_rows
 
@@ -91,9 +91,9 @@ def campaign_app() -> typer.Typer:
 
     @app.command("summary")
     @_one_line_errors
-    def summary(path: Path = typer.Argument(..., help="Campaign directory (or a folder of run directories)."),
-                metric: Optional[list[str]] = typer.Option(None, "--metric", help="Metric(s) to summarise."),
-                as_json: bool = typer.Option(False, "--json")) -> None:
+    def summary(path: Annotated[Path, typer.Argument(help="Campaign directory (or a folder of run directories).")],
+                metric: Annotated[list[str] | None, typer.Option("--metric", help="Metric(s) to summarise.")] = None,
+                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Final and best metrics per condition: mean ± std over seeds."""
         from retrain.campaign.summary import format_summary, summarize
 
@@ -102,10 +102,11 @@ def campaign_app() -> typer.Typer:
 
     @app.command("run")
     @_one_line_errors
-    def run(config: Path = typer.Argument(..., help="Campaign TOML."),
-            set_: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value, applied to every run.")
+    def run(config: Annotated[Path, typer.Argument(help="Campaign TOML.")],
+            set_: Annotated[list[str] | None, typer.Option(
+                "--set", help="section.key=value, applied to every run.")] = None
             ) -> None:
-        """Run or resume a campaign (same as `retrain CONFIG` when [campaign] has seeds or conditions)."""
+        """Run or resume a campaign (same as `retrain CONFIG` when its campaign section lists seeds or conditions)."""
         from retrain.campaign.runner import run_campaign
 
         raise typer.Exit(run_campaign(config, list(set_ or [])))
@@ -118,8 +119,8 @@ def plot_app() -> typer.Typer:
 
     @app.callback()
     @_one_line_errors
-    def plot(path: Path = typer.Argument(..., help="A run directory or a campaign directory."),
-             out: Optional[Path] = typer.Option(None, help="Output folder (default: PATH/plots).")) -> None:
+    def plot(path: Annotated[Path, typer.Argument(help="A run directory or a campaign directory.")],
+             out: Annotated[Path | None, typer.Option(help="Output folder (default: PATH/plots).")] = None) -> None:
         """Reward and eval accuracy curves per condition, mean ± std bands over seeds."""
         from retrain.campaign.plots import plot_campaign
 

@@ -11,7 +11,8 @@ from retrain.campaign.rundir import find_adapter
 def squeeze_run(run_dir: str | Path, out_dir: str | Path, energy: float, compress: bool) -> str:
     """Write ``report.json`` and ``report.txt`` (and ``adapter_r<k>/`` when ``compress``) to
     ``out_dir``; return the text report."""
-    from retrain.squeeze import analyze, compress as compress_adapter, format_report
+    from retrain.squeeze import analyze, format_report
+    from retrain.squeeze import compress as compress_adapter
 
     out_dir = Path(out_dir)
     adapter = find_adapter(run_dir)
