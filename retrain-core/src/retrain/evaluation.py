@@ -37,6 +37,14 @@ def _eval_max_tokens(cfg: Any) -> int:
     return cfg.eval.max_tokens or cfg.training.max_tokens
 
 
+def _generate(ctx: Any, engine: Any, environment: Any, tasks: list[Any], prompts: list[list[int]],
+              params: SamplingParams) -> Any:
+    """``engine.generate``, or the environment's own episodes when it runs them (retrain-verifiers)."""
+    if hasattr(environment, "rollout"):
+        return environment.rollout(engine, ctx.tokenizer, tasks, params)[1]
+    return engine.generate(prompts, params)
+
+
 def run_eval(ctx: Any, engine: Any, environment: Any, reward: Any, step: int,
              report_path: Path | None = None) -> dict[str, float]:
     """Evaluate the engine's current policy; returns ``eval/*`` metrics and writes the per-problem report
@@ -51,7 +59,8 @@ def run_eval(ctx: Any, engine: Any, environment: Any, reward: Any, step: int,
     references = [t.answer for t in tasks]
     max_tokens = _eval_max_tokens(cfg)
 
-    greedy = engine.generate(prompts, SamplingParams(n=1, max_tokens=max_tokens, temperature=0.0, seed=EVAL_SEED))
+    greedy = _generate(ctx, engine, environment, tasks, prompts,
+                       SamplingParams(n=1, max_tokens=max_tokens, temperature=0.0, seed=EVAL_SEED))
     scored = reward.score(greedy.texts, references)
     correct = [r >= CORRECT for r in scored.rewards]
     n = max(1, len(tasks))
@@ -70,8 +79,9 @@ def run_eval(ctx: Any, engine: Any, environment: Any, reward: Any, step: int,
 
     k = cfg.eval.pass_k
     if k > 1:
-        sampled = engine.generate(prompts, SamplingParams(n=k, max_tokens=max_tokens, temperature=cfg.training.temperature,
-                                                          top_p=cfg.training.top_p, seed=EVAL_SEED))
+        sampled = _generate(ctx, engine, environment, tasks, prompts,
+                            SamplingParams(n=k, max_tokens=max_tokens, temperature=cfg.training.temperature,
+                                           top_p=cfg.training.top_p, seed=EVAL_SEED))
         refs_k = [r for r in references for _ in range(k)]  # groups contiguous: [N = n*k]
         scored_k = reward.score(sampled.texts, refs_k)
         hits = [r >= CORRECT for r in scored_k.rewards]
