@@ -28,7 +28,8 @@ id = "{env_id}"
 {extra}
 [eval]
 at_start = false
-at_end = false
+at_end = {at_end}
+num_problems = 2
 [logging]
 log_dir = "{out}"
 run_name = "run"
@@ -37,10 +38,10 @@ loggers = ["jsonl"]
 
 
 def write_run(tmp: Path, model: Path, env_id: str, *, steps: int = 2, batch: int = 2, max_tokens: int = 6,
-              lr: float = 5e-3, extra: str = "", name: str = "run.toml") -> Path:
+              lr: float = 5e-3, extra: str = "", at_end: bool = False, name: str = "run.toml") -> Path:
     path = tmp / name
     path.write_text(RUN.format(model=model, env_id=env_id, steps=steps, batch=batch, max_tokens=max_tokens, lr=lr,
-                               extra=extra, out=tmp / "out"))
+                               extra=extra, at_end=str(at_end).lower(), out=tmp / "out"))
     return path
 
 
