@@ -183,6 +183,8 @@ def usl_probe(engine: Any, backend: Any, args: Any) -> dict[str, Any]:
         tps = (p // b) * b * args.tokens / times[-1]
         points.append((p, tps))
         print(f"usl probe: concurrency {p:5d}  {tps:10.0f} tok/s  ({times[-1]:.3f}s)", flush=True)
+    if len({p for p, _ in points}) < 3:  # too few concurrencies for three parameters: report points only
+        return {"points": [[p, round(x, 1)] for p, x in points]}
     fit = fit_usl(points)
     cap = memory_cap_for_model(backend.model, args.prompt_len, args.tokens, 0.9)
     ctl = BackpressureController(min_batch=min(args.usl), max_batch=max(args.usl) * 4, memory_cap=cap,
@@ -315,7 +317,7 @@ def print_summary(res: dict[str, Any]) -> None:
         bw = res["bandwidth"]
         print(f"generation vs memory-bandwidth floor: {bw['measured_gen_s']:.3f}s measured, {bw['floor_gen_s']:.3f}s "
               f"floor ({100 * bw['fraction_of_floor']:.0f}% of the bound)")
-    if "usl" in res:
+    if "usl" in res and "sigma" in res["usl"]:
         u = res["usl"]
         print(f"USL fit: lambda {u['lambda']} tok/s, sigma {u['sigma']}, kappa {u['kappa']:.3g}, p* {u['peak']}, "
               f"KV cap {u['kv_memory_cap']}, back-pressure batch {u['controller_batch']}")
