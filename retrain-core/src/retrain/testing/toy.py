@@ -23,17 +23,20 @@ from retrain.types import Task
 
 
 class CopyDigitEnv:
-    """Toy task: the prompt is a digit; answer with the same digit."""
+    """Toy task: the prompt is a digit (shown `repeat` times); answer with that digit."""
 
     config_section = "data"
 
-    def __init__(self, ctx: Any = None) -> None:
+    def __init__(self, repeat: int = 8, ctx: Any = None) -> None:
         self.seed = ctx.config.training.seed if ctx is not None else 0
+        self.repeat = repeat  # the digit is shown this many times: easier for a random-init model to attend to
         self.cursor = 0
 
     def _task(self, index: int, salt: str) -> Task:
-        d = str(random.Random(f"{salt}:{self.seed}:{index}").randrange(10))
-        return Task(prompt=d, answer=d, id=f"{salt}-{index}")
+        # every block of 10 consecutive tasks holds each digit once (balanced batches when B = 10)
+        order = random.Random(f"{salt}:{self.seed}:{index // 10}").sample(range(10), 10)
+        d = str(order[index % 10])
+        return Task(prompt=d * self.repeat, answer=d, id=f"{salt}-{index}")
 
     def sample(self, batch_size: int) -> list[Task]:
         tasks = [self._task(self.cursor + i, "train") for i in range(batch_size)]
@@ -41,7 +44,7 @@ class CopyDigitEnv:
         return tasks
 
     def eval_tasks(self, n: int) -> list[Task]:
-        return [Task(prompt=str(i % 10), answer=str(i % 10), id=f"eval-{i}") for i in range(n)]
+        return [Task(prompt=str(i % 10) * self.repeat, answer=str(i % 10), id=f"eval-{i}") for i in range(n)]
 
     def state_dict(self) -> dict[str, Any]:
         return {"cursor": self.cursor}
