@@ -98,5 +98,5 @@ def test_cursor_and_held_out_tasks(vf_envs, vf_model, tmp_path):
     assert [t.id for t in env.sample(3)] == after and state == {"cursor": 3}
     held = env.eval_tasks(4)  # the letters taskset has a "test" split: evaluation uses it
     assert [t.id for t in held] == ["eval/0", "eval/1", "eval/2", "eval/3"]
-    assert [t.answer for t in held] == ["b", "a", "b", "a"]  # split offset 1000
+    assert [t.answer for t in held] == ["b", "a", "b", "a"]  # the "test" split, not held-out training tasks
     assert not set(first) & {t.id for t in held}
