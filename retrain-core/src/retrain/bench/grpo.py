@@ -26,16 +26,16 @@ from typing import Any
 VOCAB = 151936
 
 
-def build_model_dir(path: Path, layers: int = 24) -> Path:
+def build_model_dir(path: Path, layers: int = 24, vocab: int = VOCAB) -> Path:
     """Random-init Qwen2.5-0.5B shape + a word-level tokenizer ``t0 .. t151935`` (pad t1, eos t2)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
 
-    tk = Tokenizer(models.WordLevel(vocab={f"t{i}": i for i in range(VOCAB)}, unk_token="t0"))
+    tk = Tokenizer(models.WordLevel(vocab={f"t{i}": i for i in range(vocab)}, unk_token="t0"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="t1", eos_token="t2", unk_token="t0")
-    cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=896, intermediate_size=4864, num_hidden_layers=layers,
+    cfg = Qwen2Config(vocab_size=vocab, hidden_size=896, intermediate_size=4864, num_hidden_layers=layers,
                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4096,
                       tie_word_embeddings=True, pad_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
@@ -96,7 +96,7 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
     rng = random.Random(0)
     steps, mm = [], []
     for step in range(args.steps + 1):
-        prompt_ids = [[rng.randrange(10, VOCAB) for _ in range(plen)] for _ in range(b)]  # B prompts
+        prompt_ids = [[rng.randrange(10, args.vocab) for _ in range(plen)] for _ in range(b)]  # B prompts
         tasks = [Task(prompt="", answer="") for _ in range(b)]
         sync()
         t0 = time.perf_counter()
@@ -172,7 +172,7 @@ def usl_probe(engine: Any, backend: Any, args: Any) -> dict[str, Any]:
     points = []
     for p in args.usl:
         b = max(1, p // args.group)
-        prompts = [[rng.randrange(10, VOCAB) for _ in range(args.prompt_len)] for _ in range(b)]
+        prompts = [[rng.randrange(10, args.vocab) for _ in range(args.prompt_len)] for _ in range(b)]
         times = []
         for rep in range(2):  # the first includes the graph capture for this shape
             sync()
@@ -204,7 +204,7 @@ def plain_generation(engine: Any, args: Any) -> float:
     from retrain.types import SamplingParams
 
     rng = random.Random(2)
-    prompts = [[rng.randrange(10, VOCAB) for _ in range(args.prompt_len)] for _ in range(args.prompts)]
+    prompts = [[rng.randrange(10, args.vocab) for _ in range(args.prompt_len)] for _ in range(args.prompts)]
     os.environ["RETRAIN_FAST_DECODE"] = "0"
     try:
         sync()
@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--micro-batch", type=int, default=32, help="[backend] micro_batch_size")
     ap.add_argument("--logprob-chunk", type=int, default=4096, help="[backend] logprob_chunk")
     ap.add_argument("--layers", type=int, default=24, help="decoder layers (24 = Qwen2.5-0.5B)")
+    ap.add_argument("--vocab", type=int, default=VOCAB, help="vocabulary size (151936 = Qwen2.5)")
     ap.add_argument("--usl", type=lambda s: [int(x) for x in s.split(",") if x], default=[16, 32, 64, 128, 256, 512, 1024])
     ap.add_argument("--plain", action="store_true", help="also time the plain transformers generation path")
     ap.add_argument("--peer", default="", help="path of trl_grpo_peer.py to run in a subprocess afterwards")
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t = time.perf_counter()
         model_dir = Path(args.model_dir) if args.model_dir else Path(tmp) / "qwen-0.5b-shape"
         if not (model_dir / "config.json").is_file():
-            build_model_dir(model_dir, layers=args.layers)
+            build_model_dir(model_dir, layers=args.layers, vocab=args.vocab)
             print(f"model dir built in {time.perf_counter() - t:.1f}s", flush=True)
         r = run_retrain(args, model_dir)
     extra = r.pop("extra")

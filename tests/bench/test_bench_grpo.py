@@ -1,0 +1,21 @@
+"""The GRPO benchmark runs end to end through the real local backend and pytorch engine (tiny, CPU)."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_bench_grpo_cpu_smoke(tmp_path, capsys):
+    from retrain.bench.grpo import main
+
+    out = tmp_path / "result.json"
+    res = main(["--steps", "1", "--layers", "1", "--vocab", "300", "--prompts", "2", "--group", "2",
+                "--tokens", "3", "--prompt-len", "5", "--usl", "", "--micro-batch", "2",
+                "--model-dir", str(tmp_path / "model"), "--json", str(out)])
+    r = res["retrain"]
+    assert (r["prompts"], r["G"], r["L"], r["lora"]) == (2, 2, 3, 32)
+    assert r["s_per_step"] > 0 and r["gen_tok_per_s"] > 0 and r["train_tok_per_s"] > 0
+    assert set(r["phases_s"]) == {"generate", "reward_credit", "train", "sync"}
+    assert json.loads(out.read_text())["retrain"]["s_per_step"] == r["s_per_step"]
+    printed = capsys.readouterr().out
+    assert "retrain step 1:" in printed and "== GRPO step benchmark: cpu" in printed
