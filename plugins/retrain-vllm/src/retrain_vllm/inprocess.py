@@ -70,7 +70,7 @@ class InProcessVLLMEngine:
             raise RetrainError(f"vllm engine: adapter {self.lora_request.lora_name} does not belong to policy "
                                f"version {self.version} (stale adapter).")
         per_prompt = [VLLMSamplingParams(n=params.n, max_tokens=params.max_tokens, temperature=params.temperature,
-                                         top_p=params.top_p, seed=params.seed * 100_003 + i * params.n,
+                                         top_p=params.top_p, seed=(params.seed * 100_003 + i * params.n) % 2**31,
                                          logprobs=0, skip_special_tokens=True)
                       for i in range(len(prompt_ids))]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], per_prompt,

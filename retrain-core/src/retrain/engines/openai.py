@@ -92,7 +92,7 @@ class OpenAIEngine:
         """B prompts -> N = B*n rows (groups contiguous), sampled concurrently from the synced version."""
         self.flavour.check()
         version = self.flavour.version
-        seeds = [params.seed * 100_003 + i * params.n for i in range(len(prompt_ids))]  # distinct per prompt
+        seeds = [(params.seed * 100_003 + i * params.n) % 2**31 for i in range(len(prompt_ids))]  # distinct per prompt
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(1, len(prompt_ids)))) as pool:
             groups: list[list[Sample]] = list(pool.map(
                 lambda a: self.flavour.complete(a[0], params, a[1]), zip(prompt_ids, seeds)))
