@@ -223,6 +223,8 @@ class BackpressureController:
         self.current: int | None = None
         self.fit: USLFit | None = None
         self._probes = self._make_probes()
+        self._probed: set[int] = set()  # warm-up probes already answered by an observation
+        self._issued: int | None = None  # the probe handed out by next_batch, awaiting its observation
 
     @classmethod
     def from_config(cls, section: dict[str, Any], memory_cap: int | None = None) -> BackpressureController:
@@ -249,8 +251,7 @@ class BackpressureController:
 
     @property
     def warming_up(self) -> bool:
-        seen = {p for p, _ in self.observations}
-        return any(p not in seen for p in self._probes)
+        return any(p not in self._probed for p in self._probes)
 
     # -- the API the loop calls ---------------------------------------------------------------
     def observe(self, concurrency: int, tokens_per_s: float) -> None:
@@ -258,6 +259,9 @@ class BackpressureController:
         if concurrency < 1 or not tokens_per_s > 0 or not math.isfinite(tokens_per_s):
             return
         p = int(concurrency)
+        # the caller may round a probe down (e.g. to whole groups): the observation answers it
+        self._probed.update({p, self._issued} - {None})  # type: ignore[arg-type]
+        self._issued = None
         self.observations.append((p, float(tokens_per_s)))
         same = [i for i, (q, _) in enumerate(self.observations) if q == p]
         if len(same) > self.per_point:  # forget the oldest at this p: the fit follows drift
@@ -268,8 +272,8 @@ class BackpressureController:
     def next_batch(self) -> int:
         """The concurrency to use next: the next unprobed warm-up point, then the fitted target."""
         if self.warming_up:
-            seen = {p for p, _ in self.observations}
-            return next(p for p in self._probes if p not in seen)
+            self._issued = next(p for p in self._probes if p not in self._probed)
+            return self._issued
         if self.current is None:
             self._refit()
         return self.current if self.current is not None else self.upper
@@ -299,7 +303,8 @@ class BackpressureController:
     def state_dict(self) -> dict[str, Any]:
         fit = None if self.fit is None else [self.fit.lam, self.fit.sigma, self.fit.kappa, self.fit.rmse_rel]
         return {"observations": [list(o) for o in self.observations], "current": self.current,
-                "fit": fit, "memory_cap": self.memory_cap, "probes": list(self._probes)}
+                "fit": fit, "memory_cap": self.memory_cap, "probes": list(self._probes),
+                "probed": sorted(self._probed)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.observations = [(int(p), float(x)) for p, x in state["observations"]]
@@ -307,6 +312,7 @@ class BackpressureController:
         self.memory_cap = state["memory_cap"]
         self.fit = None if state["fit"] is None else USLFit(*state["fit"])
         self._probes = [int(p) for p in state["probes"]]
+        self._probed = {int(p) for p in state.get("probed", [])}
 
     def metrics(self) -> dict[str, float]:
         """``backpressure/*`` metrics for the step logger."""
@@ -334,3 +340,39 @@ def memory_cap_for_model(model: Any, prompt_len: int, max_tokens: int, fraction:
     free, _total = torch.cuda.mem_get_info(param.device)
     per_token = kv_bytes_per_token_from_config(model.config, param.element_size())
     return kv_cache_max_concurrency(int(free * fraction), per_token, prompt_len, max_tokens)
+
+
+def generate_with_backpressure(engine: Any, prompt_ids: list[list[int]], params: Any,
+                               controller: BackpressureController) -> Any:
+    """``engine.generate`` in chunks of whole groups sized by ``controller.next_batch()`` rows.
+
+    Each chunk is timed and reported with ``controller.observe(rows, tokens / seconds)``; the chunks'
+    ``Generation``s are concatenated in prompt order (groups stay contiguous). The loop calls this
+    instead of ``engine.generate`` when ``[backpressure] enabled``.
+    """
+    import time
+    from dataclasses import replace
+
+    from retrain.types import Generation
+
+    parts: list[Generation] = []
+    start = 0
+    while start < len(prompt_ids):
+        prompts_per_chunk = max(1, controller.next_batch() // max(1, params.n))
+        chunk = prompt_ids[start:start + prompts_per_chunk]
+        t0 = time.perf_counter()
+        gen = engine.generate(chunk, replace(params, seed=params.seed + start))
+        seconds = max(time.perf_counter() - t0, 1e-9)
+        controller.observe(len(gen.completion_ids), sum(len(c) for c in gen.completion_ids) / seconds)
+        parts.append(gen)
+        start += len(chunk)
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(name: str) -> list | None:
+        values = [getattr(g, name) for g in parts]
+        return None if any(v is None for v in values) else [x for v in values for x in v]
+
+    return Generation(completion_ids=cat("completion_ids"), logprobs=cat("logprobs"),  # type: ignore[arg-type]
+                      finish_reasons=cat("finish_reasons"), texts=cat("texts"),  # type: ignore[arg-type]
+                      policy_version=parts[0].policy_version, entropy=cat("entropy"), loss_mask=cat("loss_mask"))
