@@ -93,6 +93,10 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
     ctx.backend, ctx.tokenizer = backend, backend.tokenizer
     engine = reg.build("engine", "pytorch", ctx=ctx)
     credit = build_credit(ctx)
+    if args.compile_train:  # experiment: fuse the trainer's forward/backward (the backend does not do this yet)
+        from retrain.backends.logprobs import causal_lm_parts
+
+        causal_lm_parts(backend.model)[0].compile()
     rng = random.Random(0)
     steps, mm = [], []
     for step in range(args.steps + 1):
@@ -248,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--vocab", type=int, default=VOCAB, help="vocabulary size (151936 = Qwen2.5)")
     ap.add_argument("--usl", type=lambda s: [int(x) for x in s.split(",") if x], default=[16, 32, 64, 128, 256, 512, 1024])
     ap.add_argument("--plain", action="store_true", help="also time the plain transformers generation path")
+    ap.add_argument("--compile-train", action="store_true", help="experiment: torch.compile the trained decoder")
     ap.add_argument("--peer", default="", help="path of trl_grpo_peer.py to run in a subprocess afterwards")
     ap.add_argument("--json", default="", help="write the results here")
     ap.add_argument("--model-dir", default="", help="keep the random-init model here and reuse it (default: a temp dir)")
