@@ -13,9 +13,10 @@ from retrain.config import config_from_dict
 from retrain.plugins import load_plugins
 
 
-def run_config(model: Path, log_dir: Path, name: str, inference: dict, vllm: dict | None = None) -> dict:
+def run_config(model: Path, log_dir: Path, name: str, inference: dict, vllm: dict | None = None,
+               lora_rank: int = 4) -> dict:
     cfg = {
-        "model": {"model": str(model), "lora_rank": 4},
+        "model": {"model": str(model), "lora_rank": lora_rank},
         "training": {"max_steps": 3, "batch_size": 2, "group_size": 4, "max_tokens": 8, "lr": 0.05, "save_every": 0},
         "data": {"source": "retrain.testing.toy.CopyDigitEnv", "prompt_template": "{problem}"},
         "reward": {"type": "retrain.testing.toy.FirstCharReward", "workers": 1},
@@ -47,8 +48,10 @@ def assert_on_policy(rows: list[dict]) -> None:
         assert r["loss/policy"] == r["loss/policy"]  # finite
 
 
-def test_three_steps_in_process(vllm_model, tmp_path):
-    rows = train(run_config(vllm_model, tmp_path, "inproc", {"engine": "vllm"}, {"max_model_len": 128}))
+def test_three_steps_in_process_full_fine_tuning(vllm_model, tmp_path):
+    """lora_rank = 0: every sync reloads all weights in place (LoRA in-process: test_inprocess.py)."""
+    rows = train(run_config(vllm_model, tmp_path, "inproc", {"engine": "vllm"}, {"max_model_len": 128},
+                            lora_rank=0))
     assert_on_policy(rows)
 
 

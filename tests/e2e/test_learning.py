@@ -1,0 +1,95 @@
+"""Learning tests: a tiny random-init model learns a toy verifiable task through the real loop.
+
+CopyDigitEnv shows a digit and rewards a completion that starts with it. A random char-level
+model (vocab ~100) scores ~1%; after training, the mean reward of the last steps must be >= 0.9
+and greedy held-out accuracy must be >= 0.9. A sign error anywhere in advantages or loss pushes
+probability away from the rewarded digit, so reward stays near 0 (checked below with a negated
+advantage).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from retrain.config import load_config
+from retrain.plugins import load_plugins
+from retrain.train.runner import train
+
+
+def toy_config(tmp_path: Path, model: Path, *, advantage: str, steps: int, **extra_sections: str) -> Path:
+    text = textwrap.dedent(f"""
+        [model]
+        model = "{model}"
+        lora_rank = 0
+        [algorithm]
+        advantage_mode = "{advantage}"
+        [training]
+        max_steps = {steps}
+        batch_size = 10
+        group_size = 32
+        max_tokens = 1
+        temperature = 1.0
+        lr = 2e-3
+        save_every = 0
+        seed = 1
+        [data]
+        source = "retrain.testing.toy.CopyDigitEnv"
+        prompt_template = "{{problem}}"
+        [reward]
+        type = "retrain.testing.toy.FirstCharReward"
+        [logging]
+        log_dir = "{tmp_path / 'runs'}"
+        loggers = ["jsonl"]
+        [eval]
+        num_problems = 10
+    """)
+    for section, body in extra_sections.items():
+        text += f"\n[{section}]\n{body}\n"
+    path = tmp_path / f"{advantage.rsplit('.', 1)[-1]}.toml"
+    path.write_text(text)
+    return path
+
+
+def run(path: Path) -> list[dict]:
+    run_dir = train(load_config(path), load_plugins(), config_path=path)
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("advantage", ["grpo", "maxrl"])
+def test_tiny_model_learns_copy_digit(tiny_model, tmp_path, advantage):
+    start = time.monotonic()
+    rows = run(toy_config(tmp_path, tiny_model, advantage=advantage, steps=80))
+    steps = [r for r in rows if r["step"] > 0]
+    assert [r["step"] for r in steps] == list(range(1, 81))
+    first = sum(r["reward/mean"] for r in steps[:3]) / 3
+    last = sum(r["reward/mean"] for r in steps[-10:]) / 10
+    print(f"{advantage}: reward {first:.3f} -> {last:.3f} in {time.monotonic() - start:.0f} s")
+    assert first < 0.1, "should start near chance"
+    assert last >= 0.9, f"did not learn: mean reward of the last 10 steps {last:.3f}"
+    if "eval/pass@1" in rows[0]:
+        assert rows[0]["step"] == 0 and rows[0]["eval/pass@1"] <= 0.2
+        assert steps[-1]["eval/pass@1"] >= 0.9
+
+
+NEGATED = '''
+from retrain.advantages.episode import GRPO
+
+def negated(rewards):
+    return -GRPO()(rewards)
+'''
+
+
+@pytest.mark.slow
+def test_a_sign_error_does_not_learn(tiny_model, tmp_path, monkeypatch):
+    (tmp_path / "flip.py").write_text(NEGATED)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows = run(toy_config(tmp_path, tiny_model, advantage="flip.negated", steps=40))
+    last = sum(r["reward/mean"] for r in rows[-10:]) / 10
+    assert last < 0.05
