@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class WandbLogger:
                   file=sys.stderr)
             mode = "offline"
         id_file = run_dir / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
         id_file.parent.mkdir(parents=True, exist_ok=True)
         id_file.write_text(run_id + "\n")
         config = ctx.config.to_dict() if ctx is not None and getattr(ctx, "config", None) is not None else {}
