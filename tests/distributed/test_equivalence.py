@@ -105,26 +105,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("lora_rank", [4, 0], ids=["lora", "full"])
-def test_two_processes_equal_one_and_resume_across_world_sizes(tiny_model, tmp_path, monkeypatch, lora_rank):
-    two = write_config(tmp_path, tiny_model, "w2", "cpu:2", lora_rank)
+def test_two_processes_equal_one_and_a_two_rank_checkpoint_resumes_on_one(tiny_model, tmp_path, monkeypatch):
+    """LoRA: W = 2 (torchrun) == W = 1 row for row; step 2 saved by 2 ranks resumes on 1 rank (and in a plain run)."""
+    two = write_config(tmp_path, tiny_model, "w2", "cpu:2", lora_rank=4)
     proc = run_cli(two)
     assert "launching 2 processes" in proc.stderr
     w2 = rows(tmp_path / "runs" / "w2")
 
-    one = write_config(tmp_path, tiny_model, "w1", "cpu", lora_rank)
+    one = write_config(tmp_path, tiny_model, "w1", "cpu", lora_rank=4)
     w1 = rows(run_one_process(one, monkeypatch, free_port()))
     assert_rows_equal(w2, w1)
-    assert any(r["adv/mean_abs"] > 0 for r in w1) and all(r["train/grad_norm"] > 0 for r in w1)
-    assert w1[0]["loss/ratio_mean"] == pytest.approx(1.0, abs=1e-5)  # on-policy: replica == trainer
+    assert len({r["reward/mean"] for r in w1}) > 1 and all(r["adv/mean_abs"] > 0 for r in w1)
+    assert all(r["train/grad_norm"] > 0 for r in w1)
+    assert w1[0]["loss/ratio_mean"] == pytest.approx(1.0, abs=1e-5)  # on-policy: the replica samples as the trainer
 
-    # saved by 2 ranks (step 2), resumed by 1: step 3 equals the straight runs
-    ckpt2 = tmp_path / "runs" / "w2" / "checkpoints" / "step_2"
-    assert json.loads((ckpt2 / "meta.json").read_text())["world_size"] == 2
-    resumed1 = run_one_process(one, monkeypatch, free_port(), resume=str(ckpt2))
-    assert_rows_equal(rows(resumed1)[2:], w1[2:])
+    ckpt = tmp_path / "runs" / "w2" / "checkpoints" / "step_2"
+    assert json.loads((ckpt / "meta.json").read_text())["world_size"] == 2
+    assert (ckpt / "backend" / "dcp").is_dir()
+    resumed = run_one_process(one, monkeypatch, free_port(), resume=str(ckpt))
+    assert_rows_equal(rows(resumed), w1)  # rows 1-2 kept, row 3 recomputed from the 2-rank checkpoint
 
-    if lora_rank:  # saved by 1 rank (step 1), resumed by 2: steps 2-3 equal the straight runs
-        ckpt1 = tmp_path / "runs" / "w1" / "checkpoints" / "step_1"
-        run_cli(two, "--resume", str(ckpt1))
-        assert_rows_equal(rows(tmp_path / "runs" / "w1")[1:], w1[1:])
+    # an ordinary one-process run (no process group) loads the DCP checkpoint too
+    from retrain.run_config import load_run_config
+    from retrain.train.runner import train
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k)
+    cfg, reg = load_run_config(one, {"backend.devices": "cpu"})
+    plain = rows(train(cfg, reg, config_path=one, resume=str(ckpt)))
+    assert [r["step"] for r in plain] == [1, 2, 3] and plain[2]["train/grad_norm"] > 0
+
+
+def test_a_one_process_checkpoint_resumes_on_two_ranks_full_weights(tiny_model, tmp_path, monkeypatch):
+    """Full fine-tuning: step 1 saved by 1 rank, steps 2-3 on 2 ranks (torchrun) == the straight 1-rank run."""
+    one = write_config(tmp_path, tiny_model, "w1", "cpu", lora_rank=0)
+    w1 = rows(run_one_process(one, monkeypatch, free_port()))
+    assert len({r["reward/mean"] for r in w1}) > 1
+    two = write_config(tmp_path, tiny_model, "w1", "cpu:2", lora_rank=0)  # same run name: resume into it
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k)
+    run_cli(two, "--resume", str(tmp_path / "runs" / "w1" / "checkpoints" / "step_1"))
+    resumed = rows(tmp_path / "runs" / "w1")
+    assert_rows_equal(resumed, w1)
+    meta = json.loads((tmp_path / "runs" / "w1" / "checkpoints" / "step_3" / "meta.json").read_text())
+    assert meta["world_size"] == 2

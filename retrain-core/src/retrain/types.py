@@ -39,6 +39,7 @@ class SamplingParams:
     seed: int = 0
     want_entropy: bool = False  # ask for per-token entropy when the engine can give it
     min_tokens: int = 0  # no stop token before this many (benchmarks force fixed lengths)
+    row_offset: int | None = None  # distributed runs: global index of the first prompt (row-keyed sampling)
 
 
 @dataclass

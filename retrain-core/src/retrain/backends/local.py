@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 def resolve_device(devices: str) -> str:
     import torch
 
+    from retrain.distributed.world import rank_device
+
+    if rank_device(devices) is not None:  # under torchrun: this rank's GPU (or cpu for gloo runs)
+        return rank_device(devices)  # type: ignore[return-value]
     if devices in ("auto", ""):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if devices == "cpu":
@@ -83,6 +87,8 @@ class LocalBackend:
         self.micro_batch_size = micro_batch_size
         self.temperature = cfg.training.temperature
         self.version = 0
+        self.dist: Any = None  # torchrun runs: retrain.distributed.fsdp.ShardedTrainer (FSDP2 hooks below)
+        self.sampling_model: Any = None  # torchrun runs: the full replica the pytorch engine samples from
         path, gguf = model_source(cfg.model.model)
         kw: dict[str, Any] = {"trust_remote_code": cfg.model.trust_remote_code}
         if gguf:
@@ -125,6 +131,8 @@ class LocalBackend:
         from retrain.backends.logprobs import completion_logprobs
 
         rows = rows or slice(0, rollouts.n)
+        if self.dist is not None and model is None:
+            return self.dist.logprobs(self, rollouts, rows, with_entropy)
         return completion_logprobs(
             model if model is not None else self.model, rollouts.prompt_ids[rows], rollouts.completion_ids[rows],
             rollouts.mask[rows], pad_id=self.tokenizer.pad_token_id, temperature=self.temperature,
@@ -167,6 +175,8 @@ class LocalBackend:
         mb = self.micro_batch_size if self.micro_batch_size > 0 else n
         mask_all = rollouts.mask.to(self.device)  # [N, T]
         denom = float(mask_all.sum().clamp(min=1.0))
+        if self.dist is not None:  # token mean over the whole step, all ranks
+            denom = max(1.0, self.dist.global_tokens(float(mask_all.sum())))
         adv_all = token_advantages.to(self.device, torch.float32)  # [N, T]
         engine_lp_all = rollouts.logprobs.to(self.device, torch.float32)  # [N, T]
         want_ref = a.kl_coef > 0
@@ -196,13 +206,19 @@ class LocalBackend:
             tot["mm_kl"] += mm["mismatch/kl"] * k
             tot["mm_abs"] += mm["mismatch/abs_logprob_delta"] * k
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm))
+        if self.dist is not None:
+            tot = self.dist.reduce_sums(tot)
+            grad_norm = self.dist.clip_grad_norm(params, t.max_grad_norm)
+        else:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm))
         lr = self.scheduler.get_last_lr()[0]
         if math.isfinite(grad_norm):
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.version += 1
+        if self.dist is not None:
+            self.dist.refresh_replica()
         return {
             "loss/policy": tot["policy"] / denom,
             "loss/clip_frac": tot["clip"] / denom,
@@ -221,19 +237,20 @@ class LocalBackend:
         if not self.lora:
             raise ConfigError("save_adapter: [model] lora_rank = 0 (full fine-tuning) has no adapter; use save_weights.")
         path = Path(path)
-        self.model.save_pretrained(path)
+        (self.sampling_model if self.dist is not None else self.model).save_pretrained(path)
         return path
 
     def save_weights(self, path: str | Path) -> Path:
         """Write full (LoRA-merged when LoRA) weights + tokenizer in HF format to ``path``."""
         path = Path(path)
+        model = self.sampling_model if self.dist is not None else self.model  # FSDP: the full replica
         if self.lora:
             import copy
 
-            merged = copy.deepcopy(self.model).merge_and_unload()
+            merged = copy.deepcopy(model).merge_and_unload()
             merged.save_pretrained(path)
         else:
-            self.model.save_pretrained(path)
+            model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         return path
 
@@ -243,6 +260,10 @@ class LocalBackend:
         import torch
 
         path = Path(path)
+        if self.dist is not None:  # torch.distributed.checkpoint, resumable on any number of ranks
+            from retrain.distributed.checkpoint import save_backend
+
+            return save_backend(self, path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path / ("adapter" if self.lora else "model"))
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -253,6 +274,10 @@ class LocalBackend:
         from safetensors.torch import load_file
 
         path = Path(path)
+        from retrain.distributed.checkpoint import is_dcp, load_backend
+
+        if self.dist is not None or is_dcp(path):  # sharded checkpoint, or loading into a sharded model
+            return load_backend(self, path)
         if self.lora:
             from peft import set_peft_model_state_dict
 

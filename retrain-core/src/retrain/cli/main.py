@@ -165,6 +165,16 @@ def run_command(
         if code:
             raise typer.Exit(code)
         return
+    from retrain.distributed.launch import launch, needs_launch
+
+    if needs_launch(cfg.backend.devices):  # "gpu:0,1" / "cpu:2": the same command under torchrun
+        args = [str(config), *(["--seed", str(seed)] if seed is not None else []),
+                *(["--wandb-project", wandb_project] if wandb_project else []),
+                *[x for kv in (set_ or []) for x in ("--set", kv)], *(["--resume", resume] if resume else [])]
+        code = launch(cfg.backend.devices, args)
+        if code:
+            raise typer.Exit(code)
+        return
     try:
         from retrain.train.runner import train
     except ImportError as e:

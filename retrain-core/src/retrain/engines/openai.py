@@ -92,7 +92,8 @@ class OpenAIEngine:
         """B prompts -> N = B*n rows (groups contiguous), sampled concurrently from the synced version."""
         self.flavour.check()
         version = self.flavour.version
-        seeds = [(params.seed * 100_003 + i * params.n) % 2**31 for i in range(len(prompt_ids))]  # distinct per prompt
+        first = params.row_offset or 0  # distributed runs: global prompt index, same seeds on any number of ranks
+        seeds = [(params.seed * 100_003 + (first + i) * params.n) % 2**31 for i in range(len(prompt_ids))]
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(1, len(prompt_ids)))) as pool:
             groups: list[list[Sample]] = list(pool.map(
                 lambda a: self.flavour.complete(a[0], params, a[1]), zip(prompt_ids, seeds)))

@@ -55,10 +55,12 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
 
 
 def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperature: float, top_p: float,
-           seed: int, eos_ids: set[int], pad_id: int, greedy: bool = False) -> Decoded:
+           seed: int, eos_ids: set[int], pad_id: int, greedy: bool = False, row_ids: list[int] | None = None) -> Decoded:
     """The sampling core: prefill every row, then one cached forward per token until EOS or max_tokens.
 
-    ``prompt_ids`` are the N rows (already repeated G times per prompt).
+    ``prompt_ids`` are the N rows (already repeated G times per prompt). ``row_ids``: global row
+    numbers; when given, each row's random draws are keyed by (seed, row, step), independent of
+    the batch it is in (``retrain.distributed.sampling``; distributed runs).
     """
     import torch
     from transformers import DynamicCache
@@ -78,13 +80,18 @@ def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperat
     done = torch.zeros(n, dtype=torch.bool, device=device)  # [N]
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
     toks, lps, ents = [], [], []
-    for _ in range(max_tokens):
+    keyed = None if row_ids is None else torch.tensor(row_ids, dtype=torch.long, device=device)  # [N]
+    for step_idx in range(max_tokens):
         logits = out.logits[:, -1]  # [N, V]
         if greedy:
             logp = torch.log_softmax(logits.float(), dim=-1)  # [N, V]
             tok = logp.argmax(-1)  # [N]
             lp = logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)  # [N]
             ent = -(logp.exp() * logp).sum(-1)  # [N]
+        elif keyed is not None:
+            from retrain.distributed.sampling import keyed_sample
+
+            tok, lp, ent = keyed_sample(logits, temperature, top_p, seed, keyed, step_idx)  # [N] x3
         else:
             tok, lp, ent = sample_next(logits, temperature, top_p, gen)  # [N] x3
         tok = tok.masked_fill(done, pad_id)
@@ -152,7 +159,11 @@ class PytorchEngine:
         import torch
 
         model, tok = self.backend.model, self.backend.tokenizer
+        if getattr(self.backend, "sampling_model", None) is not None:  # FSDP: a full replica (retrain.distributed)
+            model = self.backend.sampling_model
         rows = [list(p) for p in prompt_ids for _ in range(params.n)]
+        offset = getattr(params, "row_offset", None)  # distributed: first global prompt of this batch
+        row_ids = None if offset is None else list(range(offset * params.n, offset * params.n + len(rows)))
         was_training = model.training
         model.eval()
         try:
@@ -162,7 +173,7 @@ class PytorchEngine:
                 if d is None:
                     d = decode(model, rows, max_tokens=params.max_tokens, temperature=params.temperature,
                                top_p=params.top_p, seed=params.seed, eos_ids=stop_token_ids(tok, model),
-                               pad_id=tok.pad_token_id, greedy=params.temperature <= 0)
+                               pad_id=tok.pad_token_id, greedy=params.temperature <= 0, row_ids=row_ids)
         finally:
             model.train(was_training)
         texts = tok.batch_decode(d.tokens, skip_special_tokens=True)

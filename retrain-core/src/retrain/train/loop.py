@@ -90,29 +90,35 @@ def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, floa
     clock = Clock()
 
     tasks = parts.environment.sample(t.batch_size)  # B tasks
+    dist = ctx.extras.get("dist")  # torchrun runs: retrain.distributed.step.StepShards (whole groups per rank)
+    my_tasks = dist.share(tasks) if dist else tasks  # B/W tasks
 
     with clock("generate"):
         params = SamplingParams(n=t.group_size, max_tokens=t.max_tokens, temperature=t.temperature, top_p=t.top_p,
-                                seed=step_seed(t.seed, step), want_entropy=True)
+                                seed=step_seed(t.seed, step), want_entropy=True,
+                                row_offset=dist.row_offset(len(tasks)) if dist else None)
         if hasattr(parts.environment, "rollout"):  # the environment runs its own episodes (retrain-verifiers)
-            prompt_ids, gen = parts.environment.rollout(parts.engine, ctx.tokenizer, tasks, params)  # N, N rows
+            prompt_ids, gen = parts.environment.rollout(parts.engine, ctx.tokenizer, my_tasks, params)  # N, N rows
         else:
-            prompt_ids = render_prompts(ctx, tasks)  # B prompts
+            prompt_ids = render_prompts(ctx, my_tasks)  # B prompts
             gen = parts.engine.generate(prompt_ids, params)  # N rows
+        if dist:
+            prompt_ids, gen = dist.gather_generation(prompt_ids, gen)  # every rank's rows, global order
     if gen.policy_version != parts.backend.version:
         raise RetrainError(f"engine sampled from policy version {gen.policy_version}, the trainer is at "
                            f"{parts.backend.version}: weight sync failed (stale weights would train off-policy).")
     rollouts = Rollouts.from_generation(tasks, prompt_ids, gen, t.group_size)  # [N, T] tensors
 
     with clock("reward"):
-        result = parts.reward.score(rollouts.texts, rollouts.references)
+        result = dist.score(parts.reward, rollouts) if dist else parts.reward.score(rollouts.texts, rollouts.references)
         rewards = torch.tensor(result.rewards, dtype=torch.float32)  # [N]
 
     token_adv, credit_metrics = parts.credit.compute(rewards, rollouts, step)  # [N, T]
 
     with clock("train"):
         shares = bool(getattr(parts.engine, "shares_weights", False))
-        train_metrics = parts.backend.train_step(rollouts, token_adv, importance_correction=not shares)
+        mine = dist.rows(rollouts, token_adv) if dist else (rollouts, token_adv)  # this rank's rows
+        train_metrics = parts.backend.train_step(*mine, importance_correction=not shares)
 
     with clock("sync"):
         parts.engine.sync(parts.backend, parts.backend.version)
@@ -226,6 +232,8 @@ def run(ctx: RunContext, parts: Parts, start_step: int, *, should_stop: Callable
 
 def evaluate(ctx: RunContext, parts: Parts, step: int) -> dict[str, float]:
     """Held-out evaluation through ``retrain.evaluation.run_eval`` when that module is installed."""
+    if ctx.extras.get("dist") is not None and not ctx.extras["dist"].is_main:
+        return {}  # torchrun runs: rank 0 evaluates with its full replica; its rows are the logged ones
     try:
         from retrain.evaluation import run_eval
     except ImportError:

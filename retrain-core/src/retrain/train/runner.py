@@ -59,29 +59,39 @@ def interrupt_flag() -> Iterator[threading.Event]:
 
 def train(cfg: Config, registry: Registry, config_path: Path | None = None, resume: str | None = None) -> Path:
     """Train per ``cfg``; returns the run directory. ``resume``: None, "latest", or a path."""
-    run_dir, ckpt = rundir.resolve_run(cfg, Path(config_path) if config_path else None, resume)
+    from retrain.distributed.run import start_distributed
+
+    dist = start_distributed(cfg)  # under torchrun: this process's rank (None: one process)
+    resolve = dist.resolve_run if dist else rundir.resolve_run
+    run_dir, ckpt = resolve(cfg, Path(config_path) if config_path else None, resume)
     seed_everything(cfg.training.seed)
     ctx = RunContext(config=cfg, registry=registry, config_path=Path(config_path) if config_path else None,
                      run_dir=run_dir)
     parts = loop.build_parts(ctx)
+    if dist:
+        dist.shard(ctx, parts)  # FSDP2 over the ranks + per-rank step hooks (retrain.distributed)
     start_step = 0
     if ckpt is not None:
         start_step = int(checkpoint.load_checkpoint(ckpt, backend=parts.backend, environment=parts.environment,
                                                     credit=parts.credit)["step"])
         parts.engine.sync(parts.backend, parts.backend.version)
         print(f"resumed from {ckpt} (step {start_step})", file=sys.stderr)
-    rundir.prepare(run_dir, cfg, registry, start_step)
-    parts.loggers = loop.build_loggers(ctx)
-    print(f"run directory: {run_dir}", file=sys.stderr)
+    main = dist is None or dist.is_main  # only rank 0 writes the run directory
+    if main:
+        rundir.prepare(run_dir, cfg, registry, start_step)
+        parts.loggers = loop.build_loggers(ctx)
+        print(f"run directory: {run_dir}", file=sys.stderr)
 
     def save(step: int) -> None:
+        if dist:
+            return dist.save(run_dir, step, parts, cfg.training.keep_checkpoints)
         checkpoint.save_checkpoint(run_dir, step, backend=parts.backend, environment=parts.environment,
                                    credit=parts.credit, keep=cfg.training.keep_checkpoints)
 
     try:
         with interrupt_flag() as stop:
             last = loop.run(ctx, parts, start_step, should_stop=stop.is_set, save=save,
-                            write_samples=lambda rows: rundir.append_jsonl(run_dir / rundir.SAMPLES, rows))
+                            write_samples=lambda rows: main and rundir.append_jsonl(run_dir / rundir.SAMPLES, rows))
             if stop.is_set():
                 print(f"interrupted after step {last}: checkpoint saved in {run_dir / 'checkpoints'}; "
                       f"continue with --resume latest", file=sys.stderr)
@@ -92,4 +102,6 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
             close = getattr(component, "close", None)
             if callable(close):
                 close()
+        if dist:
+            dist.close()
     return run_dir

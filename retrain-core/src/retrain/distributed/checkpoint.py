@@ -1,0 +1,161 @@
+"""Checkpoints of sharded runs with ``torch.distributed.checkpoint`` (DCP): resume on any number of ranks.
+
+Layout of ``checkpoints/step_N/`` (the same folder as a one-process checkpoint, see
+``retrain.train.checkpoint``; only ``backend/`` differs)::
+
+    backend/dcp/               DCP files: every rank writes its shards of the trainable weights
+                               (LoRA: the adapter; full fine-tuning: all weights) and of the
+                               optimizer state, keyed by parameter name (FQN)
+    backend/trainer_state.pt   scheduler state, policy version, "format": "dcp" (rank 0)
+    state.pt, meta.json        rank 0: step, RNG, data cursor, credit state (identical on all ranks)
+
+DCP re-shards on load, so a checkpoint written by 2 ranks resumes on 1, 2 or 4 ranks, and also in
+an ordinary one-process run (DCP loads without a process group). A one-process checkpoint
+(adapter/model safetensors + optimizer state) resumes in a sharded run too: its full tensors are
+distributed to the shards. The folder is written to ``.tmp-step_N`` and renamed by rank 0 once
+every rank has finished, as in the one-process case.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retrain.errors import RetrainError
+
+if TYPE_CHECKING:
+    from retrain.distributed.world import World
+
+DCP_DIR = "dcp"
+TRAINER_STATE = "trainer_state.pt"
+
+
+def is_dcp(path: Path) -> bool:
+    """True when ``path`` (a checkpoint's ``backend/`` folder) holds a DCP checkpoint."""
+    return (Path(path) / DCP_DIR).is_dir()
+
+
+def _options(backend: Any, **kw: Any) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    # LoRA: the frozen base weights come from the model folder, not the checkpoint
+    return StateDictOptions(ignore_frozen_params=bool(backend.lora), strict=not backend.lora, **kw)
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def save_backend(backend: Any, path: Path) -> None:
+    """Every rank: its shards into ``path/dcp``; rank 0: scheduler + version (collective)."""
+    import torch
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    msd, osd = get_state_dict(backend.model, backend.optimizer, options=_options(backend))
+    dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(path / DCP_DIR))
+    if not _distributed() or backend.dist is None or backend.dist.world.is_main:
+        torch.save({"scheduler": backend.scheduler.state_dict(), "version": backend.version, "format": "dcp",
+                    "lora": bool(backend.lora)}, path / TRAINER_STATE)
+
+
+def load_backend(backend: Any, path: Path) -> None:
+    """Restore a DCP checkpoint (any world size, or none), or a one-process checkpoint into a sharded model."""
+    import torch
+
+    path = Path(path)
+    if not (path / TRAINER_STATE).is_file():
+        raise RetrainError(f"{path}: no {TRAINER_STATE}; not a retrain checkpoint's backend folder.")
+    st = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=False)
+    if st.get("lora", bool(backend.lora)) != bool(backend.lora):
+        raise RetrainError(f"{path}: saved with lora_rank {'> 0' if st.get('lora') else '= 0'}, this run has "
+                           f"[model] lora_rank = {backend.cfg.model.lora_rank}; resume with the same setting.")
+    if is_dcp(path):
+        _load_dcp(backend, path / DCP_DIR)
+    else:
+        _load_full(backend, path, st)
+    backend.scheduler.load_state_dict(st["scheduler"])
+    backend.version = int(st["version"])
+    if backend.dist is not None:
+        backend.dist.refresh_replica()
+
+
+def _load_dcp(backend: Any, folder: Path) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    opts = _options(backend)
+    msd, osd = get_state_dict(backend.model, backend.optimizer, options=opts)
+    state = {"model": msd, "optimizer": osd}
+    dcp.load(state, checkpoint_id=str(folder), no_dist=not _distributed())
+    set_state_dict(backend.model, backend.optimizer, model_state_dict=state["model"],
+                   optim_state_dict=state["optimizer"], options=opts)
+
+
+def _load_full(backend: Any, path: Path, st: dict[str, Any]) -> None:
+    """A one-process checkpoint (safetensors + index-keyed optimizer state) into the sharded model."""
+    from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    replica = backend.dist.replica  # plain module with the same names: load there, then distribute
+    if backend.lora:
+        from peft import set_peft_model_state_dict
+
+        f = path / "adapter" / "adapter_model.safetensors"
+        if not f.is_file():
+            raise RetrainError(f"{path}: no LoRA adapter in this checkpoint (was it saved with lora_rank = 0?).")
+        set_peft_model_state_dict(replica, load_file(str(f), device=str(backend.device)))
+    else:
+        state: dict[str, Any] = {}
+        for f in sorted((path / "model").glob("*.safetensors")):
+            state.update(load_file(str(f), device=str(backend.device)))
+        if not state:
+            raise RetrainError(f"{path}: no model weights in this checkpoint (was it saved with LoRA?).")
+        replica.load_state_dict(state, strict=False)
+    names = [n for n, _ in backend.dist.trainable]
+    full = {n: p.detach() for n, p in replica.named_parameters() if n in set(names)}
+    opts = _options(backend, full_state_dict=True)
+    set_model_state_dict(backend.model, full, options=opts)
+    plain = st["optimizer"]  # {"state": {index: {...}}, "param_groups": [{"params": [index, ...]}]}
+    osd = {"state": {names[i]: v for i, v in plain["state"].items()},
+           "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in plain["param_groups"]]}
+    set_optimizer_state_dict(backend.model, backend.optimizer, osd, options=opts)
+
+
+def save_run_checkpoint(world: World, run_dir: Path, step: int, *, backend: Any, environment: Any, credit: Any,
+                        keep: int = 2) -> Path:
+    """``checkpoints/step_<step>`` of a sharded run; every rank calls it (see the module doc)."""
+    import torch
+
+    from retrain.train.checkpoint import PREFIX, _state_of, list_checkpoints, rng_state
+
+    folder = Path(run_dir) / "checkpoints"
+    final, tmp = folder / f"{PREFIX}{step}", folder / f".tmp-{PREFIX}{step}"
+    if world.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    world.barrier()
+    backend.save_checkpoint(tmp / "backend")
+    world.barrier()
+    if world.is_main:
+        state = {"step": step, "version": backend.version, "rng": rng_state(), "environment": _state_of(environment),
+                 "credit": _state_of(credit), "extra": {"world_size": world.size}}
+        torch.save(state, tmp / "state.pt")
+        (tmp / "meta.json").write_text(json.dumps({"step": step, "version": backend.version, "world_size": world.size,
+                                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        for old in list_checkpoints(run_dir)[:-max(1, keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+    world.barrier()
+    return final

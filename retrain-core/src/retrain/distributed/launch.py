@@ -1,0 +1,69 @@
+"""``[backend] devices = "gpu:0,1"`` (or ``"cpu:2"``): run the same command under torchrun for the user.
+
+``retrain RUN.toml`` with several devices re-executes itself as::
+
+    CUDA_VISIBLE_DEVICES=0,1 python -m torch.distributed.run --standalone --nproc-per-node 2 \\
+        -m retrain.cli.main RUN.toml [the same options]
+
+``--standalone`` picks a free rendezvous port on this machine (one node). ``"cpu:N"`` starts N
+processes on the CPU that talk through gloo (for tests and CI; slow, not a way to train faster).
+Inside torchrun (``LOCAL_RANK`` set) nothing is re-launched, so ``torchrun ... -m retrain.cli.main
+RUN.toml`` by hand works the same (multi-node: your own torchrun flags).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from retrain.errors import ConfigError
+
+
+def parse_devices(devices: str, where: str = "[backend] devices") -> tuple[str, list[str]]:
+    """``"gpu:0,1"`` -> ("gpu", ["0", "1"]); ``"cpu:2"`` -> ("cpu", ["0", "1"]); others -> (kind, [])."""
+    kind, _, rest = devices.partition(":")
+    if kind == "gpu" and rest:
+        ids = [x.strip() for x in rest.split(",") if x.strip()]
+        if not all(x.isdigit() for x in ids) or len(set(ids)) != len(ids):
+            raise ConfigError(f'{where} = "{devices}": expected distinct GPU numbers such as "gpu:0,1".')
+        return "gpu", ids
+    if kind == "cpu" and rest:
+        if not rest.isdigit() or int(rest) < 1:
+            raise ConfigError(f'{where} = "{devices}": expected a process count such as "cpu:2".')
+        return "cpu", [str(i) for i in range(int(rest))]
+    return kind, []
+
+
+def processes(devices: str) -> int:
+    """How many torchrun processes ``devices`` asks for (0: one ordinary process, no torchrun)."""
+    kind, ids = parse_devices(devices)
+    if kind == "gpu":
+        return len(ids) if len(ids) > 1 else 0
+    return len(ids) if kind == "cpu" else 0
+
+
+def needs_launch(devices: str) -> bool:
+    """True when ``devices`` asks for several processes and this process is not already one of them."""
+    from retrain.distributed.world import launched_by_torchrun
+
+    return processes(devices) > 0 and not launched_by_torchrun()
+
+
+def torchrun_command(devices: str, cli_args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of the torchrun re-execution of ``retrain <cli_args>``."""
+    kind, ids = parse_devices(devices)
+    env = dict(os.environ)
+    if kind == "gpu":
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={len(ids)}",
+            "-m", "retrain.cli.main", *cli_args]
+    return argv, env
+
+
+def launch(devices: str, cli_args: list[str]) -> int:
+    """Run ``retrain <cli_args>`` under torchrun with one process per device; returns its exit code."""
+    argv, env = torchrun_command(devices, cli_args)
+    print(f"retrain: launching {processes(devices)} processes: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
+    return subprocess.call(argv, env=env)
