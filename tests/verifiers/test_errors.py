@@ -7,9 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-
 from retrain.errors import ConfigError
-
 from vf_helpers import error_line, retrain, write_run
 
 

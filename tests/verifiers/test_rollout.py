@@ -32,7 +32,7 @@ def _parts(vf_model, tmp_path, env_id: str, max_turns: int):
 def _segments(ids: list[int], mask: list[int]) -> list[tuple[int, list[int]]]:
     """Runs of equal mask value: [(mask, ids), ...]."""
     out: list[tuple[int, list[int]]] = []
-    for t, m in zip(ids, mask):
+    for t, m in zip(ids, mask, strict=True):
         if out and out[-1][0] == m:
             out[-1][1].append(t)
         else:
@@ -52,7 +52,7 @@ def test_multi_turn_rows_mask_the_game_and_keep_sampled_ids(vf_envs, vf_model, t
     prompt_ids, gen = env.rollout(engine, tok, tasks, params)
     assert len(gen.completion_ids) == len(prompt_ids) == 6
     rewards = env.reward.score(gen.texts, [t.answer for t in tasks]).rewards
-    for i, (ids, mask, lps) in enumerate(zip(gen.completion_ids, gen.loss_mask, gen.logprobs)):
+    for i, (ids, mask, lps) in enumerate(zip(gen.completion_ids, gen.loss_mask, gen.logprobs, strict=True)):
         assert prompt_ids[i] == render_prompt_ids(tok, tasks[i // 3])  # turn 1 prompt = the task's chat prompt
         assert len(ids) == len(mask) == len(lps)
         segments = _segments(ids, mask)
@@ -63,7 +63,7 @@ def test_multi_turn_rows_mask_the_game_and_keep_sampled_ids(vf_envs, vf_model, t
         for text in env_text:  # the game's answers, wrapped in the chat template, never trained on
             assert re.fullmatch(r"(<\|im_end\|>)?\n<\|im_start\|>user\n(higher|lower|no digit)<\|im_end\|>\n"
                                 r"<\|im_start\|>assistant\n", text), text
-        assert all(lp == 0.0 for lp, m in zip(lps, mask) if m == 0)
+        assert all(lp == 0.0 for lp, m in zip(lps, mask, strict=True) if m == 0)
         # the reward is the game's: 1 - 0.25 per extra turn when the digit was found
         assert rewards[i] in (0.0, 0.5, 0.75, 1.0)
         assert len(model_turns) == (3 if rewards[i] == 0.0 else round(1 + (1 - rewards[i]) / 0.25))
@@ -86,7 +86,7 @@ def test_single_turn_rewards_are_the_rubric(vf_envs, vf_model, tmp_path):
                         if reply else 0.0)
     assert result.rewards == pytest.approx(expected)
     assert result.terms["letter_share"] == pytest.approx(expected)
-    assert all(m == [1] * len(ids) for m, ids in zip(gen.loss_mask, gen.completion_ids))
+    assert all(m == [1] * len(ids) for m, ids in zip(gen.loss_mask, gen.completion_ids, strict=True))
 
 
 def test_cursor_and_held_out_tasks(vf_envs, vf_model, tmp_path):

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from retrain.types import SamplingParams
 from verifiers.v1.clients import Client, EvalClientConfig
 from verifiers.v1.clients.train import serialize_completion
 from verifiers.v1.dialects.chat import message_to_wire
 from verifiers.v1.types import AssistantMessage, Response, TurnTokens, Usage
 
-from retrain.types import SamplingParams
 from retrain_verifiers.tokens import TokenLedger
 
 #: The endpoint config that names the retrain engine. The interception server keys its clients by

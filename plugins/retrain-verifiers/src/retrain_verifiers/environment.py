@@ -19,6 +19,7 @@ from retrain.types import Generation, SamplingParams, Task
 
 if TYPE_CHECKING:
     from retrain.types import RunContext
+
     from retrain_verifiers.rollout import EpisodeRows
 
 ANSWER_FIELDS = ("answer", "target", "solution", "expected", "ground_truth")

@@ -22,8 +22,8 @@ import itertools
 from typing import Any
 
 from pydantic import ValidationError
-
 from retrain.errors import ConfigError
+
 from retrain_verifiers import HARNESS_ID
 
 EVAL_SPLITS = ("test", "eval", "validation")
