@@ -174,6 +174,8 @@ def test_parallel_campaign_killed_run_and_interrupt_then_resume(tmp_path, tiny_m
     assert m["runs"]["grpo-s1"]["status"] == "failed" and m["runs"]["grpo-s1"]["returncode"] == -signal.SIGKILL
     interrupted = [n for n, r in m["runs"].items() if r["status"] == "interrupted"]
     assert "maxrl+gtpo-s1" in interrupted, m["runs"]
+    with_checkpoint = [n for n in interrupted if _has_checkpoint(cdir / "runs" / n)]
+    assert "maxrl+gtpo-s1" in with_checkpoint
     killed_steps = _steps(first)
     assert 1 <= len(killed_steps) < 8
     wandb_id = (first / "wandb_id.txt").read_text().strip()
@@ -193,5 +195,5 @@ def test_parallel_campaign_killed_run_and_interrupt_then_resume(tmp_path, tiny_m
     assert runs["wandb"]["id"] == wandb_id == (first / "wandb_id.txt").read_text().strip()
     offline = sorted(p.name for p in (first / "wandb").iterdir() if p.name.startswith("offline-run-"))
     assert len(offline) == 2 and all(p.endswith(wandb_id) for p in offline)
-    for name in interrupted:  # gracefully stopped runs resumed from their checkpoint, not from scratch
+    for name in with_checkpoint:  # gracefully stopped runs resumed from their checkpoint, not from scratch
         assert m["runs"][name]["attempts"][-1]["resume"] is True

@@ -260,7 +260,9 @@ class Campaign:
             tee.join(timeout=5)
             log.close()
             entry = self.manifest.run(name)
-            entry.update(status="interrupted", returncode=proc.returncode, pid=None)
+            spec = next(s for s in self.specs if s.name == name)
+            done = proc.returncode == 0 and rundir.is_finished(spec.run_dir, entry["max_steps"])  # its last step
+            entry.update(status="done" if done else "interrupted", returncode=proc.returncode, pid=None)
             entry["attempts"][-1].update(end=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=proc.returncode)
         self.active.clear()
         self.manifest.save()

@@ -162,6 +162,8 @@ def shadowed(overrides: dict[str, Any], specs: list[RunSpec]) -> list[str]:
     """CLI overrides that a condition or the campaign replaces (worth a warning)."""
     out = []
     for key, value in overrides.items():
+        if key == "logging.wandb_tags":  # extended, not replaced
+            continue
         if any(spec.overrides.get(key, value) != value for spec in specs):
             out.append(key)
     return out
