@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from retrain.config import config_from_dict
 from retrain.errors import ConfigError, PluginError
 from retrain.plugins import load_plugins

@@ -8,7 +8,6 @@ import random
 from pathlib import Path
 
 import pytest
-
 from retrain.config import config_from_dict
 from retrain.environments.generators import GENERATORS
 from retrain.environments.jsonl import JsonlEnvironment

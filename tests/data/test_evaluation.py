@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from retrain.config import config_from_dict
 from retrain.evaluation import run_eval
 from retrain.plugins import load_plugins
@@ -70,7 +69,6 @@ def test_run_eval_metrics_match_the_report(setup) -> None:
 
 def test_greedy_is_argmax_decoding_and_repeatable(setup) -> None:
     import torch
-
     from retrain.prompts import render_prompt_ids
 
     ctx, engine, environment, reward = setup

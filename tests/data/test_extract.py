@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from retrain.rewards.extract import extract_answer, extract_boxed, normalize_answer
 
 

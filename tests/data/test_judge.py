@@ -7,11 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-
+from fake_judge import FakeRemoteJudge
 from retrain.errors import ConfigError, RetrainError
 from retrain.rewards.judge import JudgeReward, parse_verdict
-
-from fake_judge import FakeRemoteJudge
 
 
 @pytest.fixture()

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from retrain.errors import ConfigError
 from retrain.models import (
     SMOLLM2_ID,

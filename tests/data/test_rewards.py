@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from retrain.config import config_from_dict
 from retrain.errors import ConfigError
 from retrain.plugins import load_plugins

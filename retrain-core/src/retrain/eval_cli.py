@@ -10,7 +10,7 @@ a checkpoint, ``<run dir>/eval/cli_step_<N>.json``; for the base model,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -61,14 +61,14 @@ def make_eval_app() -> typer.Typer:
     @app.command()
     def eval(  # noqa: A001 - the command's name
         config: Annotated[Path, typer.Argument(help="The run's TOML file.", show_default=False)],
-        checkpoint: Annotated[Optional[str], typer.Option(
+        checkpoint: Annotated[str | None, typer.Option(
             "--checkpoint", metavar="[latest|PATH]",
             help="A checkpoints/step_N folder, a run directory, or 'latest' (default: the base model).")] = None,
-        num_problems: Annotated[Optional[int], typer.Option("--num-problems", help="Override [eval] num_problems.")] = None,
-        pass_k: Annotated[Optional[int], typer.Option("--pass-k", help="Override [eval] pass_k.")] = None,
-        set_: Annotated[Optional[list[str]], typer.Option(
+        num_problems: Annotated[int | None, typer.Option("--num-problems", help="Override [eval] num_problems.")] = None,
+        pass_k: Annotated[int | None, typer.Option("--pass-k", help="Override [eval] pass_k.")] = None,
+        set_: Annotated[list[str] | None, typer.Option(
             "--set", metavar="SECTION.KEY=VALUE", help="Override any key (repeatable).")] = None,
-        out: Annotated[Optional[Path], typer.Option("--out", help="Where to write the JSON report.")] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Where to write the JSON report.")] = None,
     ) -> None:
         """Evaluate a run's model (or a checkpoint) on its held-out problems: pass@1 (greedy) and pass@k."""
         from retrain.config import parse_set

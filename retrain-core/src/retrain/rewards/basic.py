@@ -65,7 +65,7 @@ class MathReward:
                 jobs.append((answer, reference))
                 rows.append(i)
         result = RewardResult(rewards)
-        for i, outcome in zip(rows, self.pool.run("retrain.rewards.math_check:math_equal", jobs)):
+        for i, outcome in zip(rows, self.pool.run("retrain.rewards.math_check:math_equal", jobs), strict=True):
             if outcome.status == "ok":
                 rewards[i] = float(outcome.value)
             elif outcome.status == "timeout":

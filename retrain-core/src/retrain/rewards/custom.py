@@ -76,7 +76,7 @@ class CustomReward:
                 return RewardResult([0.0] * len(responses), errors=len(responses))
         assert self.pool is not None
         result = RewardResult([0.0] * len(responses))
-        outcomes = self.pool.run(self.path, list(zip(responses, references)))
+        outcomes = self.pool.run(self.path, list(zip(responses, references, strict=True)))
         for i, outcome in enumerate(outcomes):
             if outcome.status == "ok":
                 try:

@@ -117,7 +117,7 @@ class JudgeReward:
                 raise _Retryable("error", f"HTTP {e.code}: {detail}") from None
             raise RetrainError(f"judge {self.url} rejected the request: HTTP {e.code}: {detail}. Check "
                                "[reward] judge_model and judge_api_key_env.") from None
-        except (TimeoutError, socket.timeout) as e:
+        except TimeoutError as e:
             raise _Retryable("timeout", f"no reply within {self.timeout:g} s") from e
         except urllib.error.URLError as e:
             if isinstance(e.reason, (TimeoutError, socket.timeout)):
