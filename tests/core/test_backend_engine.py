@@ -140,3 +140,37 @@ def test_checkpoint_round_trip_is_exact(tiny_model, tmp_path):
     assert again["loss/policy"] == after_save["loss/policy"]
     for k, v in fresh.model.state_dict().items():
         assert torch.equal(v, state[k]), k
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_micro_batches_and_gradient_checkpointing_give_the_same_step(tiny_model, lora_rank):
+    results = []
+    for options in ({}, {"micro_batch_size": 2, "gradient_checkpointing": True, "logprob_chunk": 3}):
+        backend, engine = _build(tiny_model, lora_rank=lora_rank, **options)
+        prompts = _prompts(backend.tokenizer)
+        r = _rollouts(prompts, engine.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=4)), 2)
+        adv = torch.linspace(-1, 1, r.n).unsqueeze(1).expand_as(r.mask)  # [N, T]
+        metrics = backend.train_step(r, adv)
+        results.append(metrics)
+    m1, m2 = results  # (Adam's first update is ~lr*sign(g): weights are no finer test than the grad norm)
+    assert m1["loss/policy"] == pytest.approx(m2["loss/policy"], abs=1e-6)
+    assert m1["train/grad_norm"] == pytest.approx(m2["train/grad_norm"], rel=1e-4)
+    assert m1["train/tokens"] == m2["train/tokens"]
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_kl_to_the_reference_starts_at_zero_and_grows(tiny_model, lora_rank):
+    from retrain.backends.local import LocalBackend
+    from retrain.engines.pytorch import PytorchEngine
+
+    cfg = config_from_dict({"model": {"model": str(tiny_model), "lora_rank": lora_rank},
+                            "training": {"lr": 5e-2}, "algorithm": {"kl_coef": 0.1}})
+    ctx = RunContext(config=cfg, registry=None)
+    backend = ctx.backend = LocalBackend(ctx=ctx, devices="cpu")
+    engine = PytorchEngine(ctx=ctx)
+    prompts = _prompts(backend.tokenizer)
+    r = _rollouts(prompts, engine.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=0)), 2)
+    first = backend.train_step(r, torch.ones_like(r.mask))
+    assert first["loss/kl_ref"] == pytest.approx(0.0, abs=1e-7)  # the policy is the reference at step 0
+    second = backend.train_step(r, torch.ones_like(r.mask))
+    assert second["loss/kl_ref"] > 1e-5
