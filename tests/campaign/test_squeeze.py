@@ -157,3 +157,20 @@ def test_rslora_keeps_scale(tmp_path):
 def test_not_an_adapter_is_one_line(tmp_path):
     with pytest.raises(RetrainError, match=r"not a peft LoRA adapter \(needs adapter_config.json"):
         analyze(tmp_path)
+
+
+def test_campaign_squeeze_step_picks_the_newest_checkpoint_and_compresses(tmp_path):
+    import shutil
+
+    from retrain.campaign.squeeze_step import squeeze_run
+
+    _, ad = _adapter(tmp_path, {"q_proj": [3.0, 2.0, 1.0], "v_proj": [3.0, 2.0, 1.0]})
+    run = tmp_path / "run"
+    for step in (2, 10):  # step 10 sorts after step 2 numerically, not as text
+        shutil.copytree(ad, run / "checkpoints" / f"step_{step}" / "backend" / "adapter")
+    text = squeeze_run(run, tmp_path / "sq", energy=0.95, compress=True)
+    report = json.loads((tmp_path / "sq" / "report.json").read_text())
+    assert "step_10" in report["adapter"] and report["recommended_rank"] == 3
+    assert report["compressed"]["rel_frobenius_error"] < 1e-5
+    assert json.loads((tmp_path / "sq" / "adapter_r3" / "adapter_config.json").read_text())["r"] == 3
+    assert "recommended rank 3" in text and (tmp_path / "sq" / "report.txt").read_text().strip() == text
