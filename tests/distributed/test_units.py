@@ -1,0 +1,70 @@
+"""Pieces of the distributed path that need no process group: sampler, devices, batch split, launch command."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from retrain.distributed.launch import needs_launch, parse_devices, processes, torchrun_command
+from retrain.distributed.sampling import keyed_sample, keyed_uniform
+from retrain.distributed.step import StepShards
+from retrain.distributed.world import World
+from retrain.errors import ConfigError
+
+
+def test_keyed_sampling_gives_each_row_the_same_token_in_any_batch_split():
+    torch.manual_seed(0)
+    logits = torch.randn(8, 50)  # [N, V]
+    rows = torch.arange(8)
+    whole = keyed_sample(logits, 1.0, 0.9, 123, rows, 5)
+    halves = [keyed_sample(logits[s], 1.0, 0.9, 123, rows[s], 5) for s in (slice(0, 4), slice(4, 8))]
+    for i in range(3):
+        assert torch.equal(whole[i], torch.cat([halves[0][i], halves[1][i]]))
+    assert not torch.equal(keyed_sample(logits, 1.0, 0.9, 124, rows, 5)[0], whole[0])  # the seed matters
+
+
+def test_keyed_sampling_draws_from_the_distribution():
+    p = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = p.log().expand(20000, 4)  # [N, V]: one draw per row
+    tok, lp, ent = keyed_sample(logits, 1.0, 1.0, 7, torch.arange(20000), 0)
+    freq = torch.bincount(tok, minlength=4).float() / 20000
+    assert torch.allclose(freq, p, atol=0.015)
+    assert torch.allclose(lp, p.log()[tok], atol=1e-6)
+    assert ent[0].item() == pytest.approx(float(-(p * p.log()).sum()), rel=1e-5)
+    nucleus, _, _ = keyed_sample(logits, 1.0, 0.4, 7, torch.arange(20000), 0)  # top_p 0.4 keeps the top token only
+    assert set(nucleus.tolist()) == {0}
+    u = keyed_uniform(1, torch.arange(4), 0, 1000)
+    assert 0 < float(u.min()) and float(u.max()) < 1 and u.unique().numel() == 4000
+
+
+def test_devices_strings():
+    assert parse_devices("gpu:0,1") == ("gpu", ["0", "1"])
+    assert processes("gpu:0,1,2") == 3 and processes("cpu:2") == 2
+    assert processes("gpu:0") == 0 and processes("auto") == 0 and processes("cpu") == 0
+    with pytest.raises(ConfigError, match=r'devices = "gpu:0,0": expected distinct GPU numbers'):
+        parse_devices("gpu:0,0")
+    with pytest.raises(ConfigError, match=r'devices = "cpu:x": expected a process count such as "cpu:2"'):
+        parse_devices("cpu:x")
+
+
+def test_launch_command_and_no_relaunch_inside_torchrun(monkeypatch):
+    for k in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    argv, env = torchrun_command("gpu:2,3", ["run.toml", "--seed", "1"])
+    assert argv[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+                        "retrain.cli.main", "run.toml", "--seed", "1"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3"
+    assert needs_launch("cpu:2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not needs_launch("cpu:2")
+
+
+def test_whole_groups_per_rank_and_a_clear_error_otherwise():
+    shards = StepShards(World(rank=1, size=2, local_rank=1, device="cpu", backend="gloo"))
+    assert shards.share(list("abcd")) == ["c", "d"] and shards.row_offset(4) == 2
+    with pytest.raises(ConfigError) as e:
+        shards.check_batch(5, "run.toml [training] batch_size")
+    assert str(e.value) == ("run.toml [training] batch_size = 5 is not divisible by the 2 processes of this run: "
+                            "each rank samples whole groups, so use a multiple of 2 (e.g. 6) or another number "
+                            "of devices.")
