@@ -55,12 +55,15 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
 
 
 def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperature: float, top_p: float,
-           seed: int, eos_ids: set[int], pad_id: int, greedy: bool = False, row_ids: list[int] | None = None) -> Decoded:
+           seed: int, eos_ids: set[int], pad_id: int, greedy: bool = False, row_ids: list[int] | None = None,
+           group_size: int = 1, min_tokens: int = 0) -> Decoded:
     """The sampling core: prefill every row, then one cached forward per token until EOS or max_tokens.
 
     ``prompt_ids`` are the N rows (already repeated G times per prompt). ``row_ids``: global row
     numbers; when given, each row's random draws are keyed by (seed, row, step), independent of
-    the batch it is in (``retrain.distributed.sampling``; distributed runs).
+    the batch it is in (``retrain.distributed.sampling``; distributed runs). ``group_size``: rows
+    come in contiguous groups of identical prompts; each prompt is prefilled once and its KV cache
+    repeated. ``min_tokens``: EOS is masked out before that many tokens (benchmarks).
     """
     import torch
     from transformers import DynamicCache
@@ -74,8 +77,13 @@ def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperat
     gen = torch.Generator(device=device).manual_seed(seed)
     cache_kw = cache_argument(model)
     cache = DynamicCache()
-    out = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True, logits_to_keep=1,
-                **{cache_kw: cache})
+    g = group_size if group_size > 1 and n % group_size == 0 else 1
+    # prefill one row per group: [N/G, P] -> cache and logits repeated G times
+    out = model(input_ids=ids[::g], attention_mask=att[::g], position_ids=pos[::g], use_cache=True,
+                logits_to_keep=1, **{cache_kw: cache})
+    if g > 1:
+        cache.batch_repeat_interleave(g)
+        out.logits = out.logits.repeat_interleave(g, dim=0)  # [N, 1, V]
     next_pos = pos[:, -1:] + 1  # [N, 1]
     done = torch.zeros(n, dtype=torch.bool, device=device)  # [N]
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
@@ -83,6 +91,8 @@ def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperat
     keyed = None if row_ids is None else torch.tensor(row_ids, dtype=torch.long, device=device)  # [N]
     for step_idx in range(max_tokens):
         logits = out.logits[:, -1]  # [N, V]
+        if step_idx < min_tokens:
+            logits = logits.index_fill(-1, eos, float("-inf"))
         if greedy:
             logp = torch.log_softmax(logits.float(), dim=-1)  # [N, V]
             tok = logp.argmax(-1)  # [N]
@@ -173,7 +183,8 @@ class PytorchEngine:
                 if d is None:
                     d = decode(model, rows, max_tokens=params.max_tokens, temperature=params.temperature,
                                top_p=params.top_p, seed=params.seed, eos_ids=stop_token_ids(tok, model),
-                               pad_id=tok.pad_token_id, greedy=params.temperature <= 0, row_ids=row_ids)
+                               pad_id=tok.pad_token_id, greedy=params.temperature <= 0, row_ids=row_ids,
+                               group_size=params.n, min_tokens=getattr(params, "min_tokens", 0))
         finally:
             model.train(was_training)
         texts = tok.batch_decode(d.tokens, skip_special_tokens=True)
