@@ -23,8 +23,14 @@ class Backend(Protocol):
     tokenizer: Any
     version: int  # policy version: 0 at start, +1 per optimizer step
 
-    def train_step(self, rollouts: Rollouts, token_advantages: torch.Tensor) -> dict[str, float]:
-        """One optimizer step on ``token_advantages [N, T]``; returns loss/* and grad metrics."""
+    def train_step(self, rollouts: Rollouts, token_advantages: torch.Tensor, *,
+                   importance_correction: bool = False) -> dict[str, float]:
+        """One optimizer step on ``token_advantages [N, T]``; returns loss/* and grad metrics.
+
+        The loop passes ``importance_correction=True`` when the engine does not share the
+        trainer's weights (no ``shares_weights = True``): correct the engine/trainer mismatch
+        with a truncated importance weight (see docs/training.md).
+        """
 
     def save_checkpoint(self, path: str) -> None: ...
 
