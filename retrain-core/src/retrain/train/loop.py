@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from retrain.errors import RetrainError
+from retrain.rewards import build_reward
 from retrain.types import Rollouts, SamplingParams
 
 if TYPE_CHECKING:
@@ -50,8 +51,7 @@ def build_parts(ctx: RunContext) -> Parts:
                                 where=f"{src} [environment] provider", ctx=ctx)
     else:
         environment = reg.build("environment", cfg.data.source, where=f"{src} [data] source", ctx=ctx)
-    reward = getattr(environment, "reward", None) or reg.build(
-        "reward", cfg.reward.type, where=f"{src} [reward] type", ctx=ctx)
+    reward = getattr(environment, "reward", None) or build_reward(ctx)  # names, dotted functions or classes
     return Parts(backend, engine, environment, reward, build_credit(ctx))
 
 
