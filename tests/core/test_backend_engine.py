@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from retrain.config import config_from_dict
 from retrain.types import Rollouts, RunContext, SamplingParams, Task
 
@@ -114,7 +113,7 @@ def test_eos_and_max_tokens(tiny_model):
     gen = engine.generate(prompts, SamplingParams(n=16, max_tokens=120, temperature=1.0, seed=2))
     reasons = set(gen.finish_reasons)
     assert reasons == {"stop", "length"}
-    for ids, lps, reason, text in zip(gen.completion_ids, gen.logprobs, gen.finish_reasons, gen.texts):
+    for ids, lps, reason, text in zip(gen.completion_ids, gen.logprobs, gen.finish_reasons, gen.texts, strict=True):
         assert len(lps) == len(ids)
         if reason == "stop":
             assert ids[-1] == eos and eos not in ids[:-1]

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from retrain.train.loss import mismatch_metrics, policy_loss, truncated_is_weight
 
 

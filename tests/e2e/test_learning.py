@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from retrain.config import load_config
 from retrain.plugins import load_plugins
 from retrain.train.runner import train

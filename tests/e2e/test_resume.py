@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from retrain.config import load_config
 from retrain.plugins import load_plugins
 from retrain.train.runner import train
+from safetensors.torch import load_file
 
 VOLATILE = ("time/", "throughput/")
 

@@ -60,7 +60,7 @@ def model_source(name: str) -> tuple[str, str | None]:
             return str(src[0]), (src[1] if len(src) > 1 else None)
         if isinstance(src, (str, Path)):
             return str(src), None
-        return str(getattr(src, "path")), getattr(src, "gguf_file", None)
+        return str(src.path), getattr(src, "gguf_file", None)
     p = Path(name)
     if p.suffix == ".gguf" and p.is_file():
         return str(p.parent), p.name

@@ -62,7 +62,7 @@ class FirstCharReward:
         pass
 
     def score(self, responses: list[str], references: list[str]) -> RewardResult:
-        return RewardResult([1.0 if r.startswith(ref) and ref else 0.0 for r, ref in zip(responses, references)])
+        return RewardResult([1.0 if r.startswith(ref) and ref else 0.0 for r, ref in zip(responses, references, strict=True)])
 
 
 class ExactMatchReward:
@@ -74,7 +74,7 @@ class ExactMatchReward:
         pass
 
     def score(self, responses: list[str], references: list[str]) -> RewardResult:
-        return RewardResult([1.0 if r.strip() == ref.strip() else 0.0 for r, ref in zip(responses, references)])
+        return RewardResult([1.0 if r.strip() == ref.strip() else 0.0 for r, ref in zip(responses, references, strict=True)])
 
 
 exact_match_reward = ExactMatchReward
