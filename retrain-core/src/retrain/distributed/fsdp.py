@@ -11,6 +11,9 @@
 * **Gradients** are summed over ranks (divide factor 1) and each rank's loss is its tokens' share
   of the *global* token mean (the backend divides by the all-reduced token count), so the update
   equals the one-process update of the same global batch.
+* **Frozen weights** (the base model under LoRA) stay whole on every rank (``ignored_params``):
+  sampling needs them whole anyway, so the replica shares them, and FSDP gathers and reduces only
+  the adapter.
 * **Sampling** uses a full, unsharded replica of the policy (``backend.sampling_model``): the
   engine runs many small forwards per step whose count differs between ranks (rows stop at EOS),
   so sampling through the sharded model would need matching collectives per token. After every
@@ -66,12 +69,15 @@ class ShardedTrainer:
 
         self.world = world
         model = backend.model
-        # the replica first: fully_shard replaces the parameters of ``model`` by shards in place
-        self.replica = copy.deepcopy(model).eval().requires_grad_(False)
+        # Frozen weights (the base model under LoRA) are not sharded: every rank needs them whole
+        # for sampling anyway, so the replica shares them and FSDP gathers only what trains.
+        frozen = {p for p in model.parameters() if not p.requires_grad}
+        # the replica first: fully_shard replaces the trainable parameters of ``model`` by shards
+        self.replica = copy.deepcopy(model, memo={id(p): p for p in frozen}).eval().requires_grad_(False)
         self.root = LogprobRoot(model)
         for layer in decoder_layers(model):
-            fully_shard(layer)
-        fully_shard(self.root)
+            fully_shard(layer, ignored_params=frozen & set(layer.parameters()) or None)
+        fully_shard(self.root, ignored_params=frozen or None)
         for m in self.root.modules():
             if isinstance(m, FSDPModule):
                 m.set_gradient_divide_factor(1.0)  # sum over ranks: each rank's loss is already its share
