@@ -25,11 +25,12 @@ RTOL, ATOL = 1e-5, 1e-6
 STEPS = 3
 
 
-def write_config(tmp: Path, model: Path, name: str, devices: str, lora_rank: int) -> Path:
+def write_config(tmp: Path, model: Path, name: str, devices: str, lora_rank: int, micro_batch: int = 0) -> Path:
     path = tmp / f"{name}.toml"
     path.write_text(textwrap.dedent(f"""
         [backend]
         devices = "{devices}"
+        micro_batch_size = {micro_batch}
         [model]
         model = "{model}"
         lora_rank = {lora_rank}
@@ -106,8 +107,9 @@ def free_port() -> int:
 
 
 def test_two_processes_equal_one_and_a_two_rank_checkpoint_resumes_on_one(tiny_model, tmp_path, monkeypatch):
-    """LoRA: W = 2 (torchrun) == W = 1 row for row; step 2 saved by 2 ranks resumes on 1 rank (and in a plain run)."""
-    two = write_config(tmp_path, tiny_model, "w2", "cpu:2", lora_rank=4)
+    """LoRA: W = 2 (torchrun, 2 micro-batches per rank) == W = 1 (one micro-batch) row for row; step 2 saved by
+    2 ranks resumes on 1 rank (and in a plain run)."""
+    two = write_config(tmp_path, tiny_model, "w2", "cpu:2", lora_rank=4, micro_batch=4)  # 2 micro-batches a rank
     proc = run_cli(two)
     assert "launching 2 processes" in proc.stderr
     w2 = rows(tmp_path / "runs" / "w2")

@@ -196,6 +196,8 @@ class LocalBackend:
             loss, sums = policy_loss(lp, old, adv_all[rows], mask, kind=a.loss, eps_low=a.clip_eps_low,
                                      eps_high=a.clip_eps_high, denom=denom, is_weight=w, ref_logprobs=ref,
                                      kl_coef=a.kl_coef)
+            if self.dist is not None:  # FSDP2: reduce gradients over ranks once, after the last micro-batch
+                self.dist.before_backward(last=rows.stop >= n)
             loss.backward()
             mm = mismatch_metrics(lp, engine_lp, mask)
             k = float(mask.sum())

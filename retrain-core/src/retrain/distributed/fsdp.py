@@ -8,7 +8,8 @@
   parameters (embeddings, final norm, LM head) are gathered once per micro-batch, however many
   LM-head chunks ``retrain.backends.logprobs`` runs. Every rank then issues the same collectives
   in the same order (same number of rows and micro-batches per rank), whatever its token counts.
-* **Gradients** are summed over ranks (divide factor 1) and each rank's loss is its tokens' share
+* **Gradients** are accumulated locally over micro-batches and reduce-scattered once per step, in
+  the last backward; they are summed over ranks (divide factor 1) and each rank's loss is its tokens' share
   of the *global* token mean (the backend divides by the all-reduced token count), so the update
   equals the one-process update of the same global batch.
 * **Frozen weights** (the base model under LoRA) stay whole on every rank (``ignored_params``):
@@ -92,6 +93,10 @@ class ShardedTrainer:
                  with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.root(rollouts.prompt_ids[rows], rollouts.completion_ids[rows], rollouts.mask[rows],
                          backend.tokenizer.pad_token_id, backend.temperature, backend.logprob_chunk, with_entropy)
+
+    def before_backward(self, last: bool) -> None:
+        """Accumulate micro-batch gradients locally; reduce-scatter them once, in the last backward."""
+        self.root.set_requires_gradient_sync(last, recurse=True)
 
     def global_tokens(self, local_tokens: float) -> float:
         """The token count of the whole step (all ranks): the denominator of the global token mean."""
