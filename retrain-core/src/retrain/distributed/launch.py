@@ -63,7 +63,27 @@ def torchrun_command(devices: str, cli_args: list[str]) -> tuple[list[str], dict
 
 
 def launch(devices: str, cli_args: list[str]) -> int:
-    """Run ``retrain <cli_args>`` under torchrun with one process per device; returns its exit code."""
+    """Run ``retrain <cli_args>`` under torchrun with one process per device; returns its exit code.
+
+    torchrun runs in its own session and this process forwards SIGINT / SIGTERM to it once per
+    signal: Ctrl-C then reaches every rank exactly once (torchrun passes it on), so the ranks
+    finish the step, save a checkpoint together and exit, as a one-process run does. (From the
+    terminal's process group each rank would get it twice: once from the terminal, once from
+    torchrun, and a second Ctrl-C means "abort now".) torchrun kills ranks that take longer
+    than its shutdown timeout (30 s) to exit.
+    """
+    import signal
+
     argv, env = torchrun_command(devices, cli_args)
     print(f"retrain: launching {processes(devices)} processes: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
-    return subprocess.call(argv, env=env)
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+
+    def forward(signum: int, frame: object) -> None:
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

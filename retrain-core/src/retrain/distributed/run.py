@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from retrain.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from retrain.config import Config
     from retrain.distributed.world import World
     from retrain.train.loop import Parts
@@ -97,6 +99,11 @@ class DistributedRun:
         ctx.device = self.world.device
         if hasattr(parts.engine, "flavour"):  # an OpenAI-compatible server: split mode
             parts.engine = RankZeroSync(parts.engine, self.world)
+
+    def agree(self, flag: Callable[[], bool]) -> Callable[[], bool]:
+        """``flag`` made collective: true on every rank once it is true on any (Ctrl-C reaches the
+        ranks at slightly different moments; all must stop before the same step)."""
+        return lambda: self.world.all_reduce_sum([float(flag())])[0] > 0
 
     def save(self, run_dir: Path, step: int, parts: Parts, keep: int) -> None:
         from retrain.distributed.checkpoint import save_run_checkpoint

@@ -90,7 +90,8 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
 
     try:
         with interrupt_flag() as stop:
-            last = loop.run(ctx, parts, start_step, should_stop=stop.is_set, save=save,
+            should_stop = dist.agree(stop.is_set) if dist else stop.is_set  # torchrun: every rank stops together
+            last = loop.run(ctx, parts, start_step, should_stop=should_stop, save=save,
                             write_samples=lambda rows: main and rundir.append_jsonl(run_dir / rundir.SAMPLES, rows))
             if stop.is_set():
                 print(f"interrupted after step {last}: checkpoint saved in {run_dir / 'checkpoints'}; "
@@ -104,4 +105,10 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
                 close()
         if dist:
             dist.close()
+    if main:  # the run's headline: held-out accuracy before -> after (retrain.train.summary)
+        from retrain.train.summary import accuracy_line
+
+        line = accuracy_line(run_dir)
+        if line:
+            print(line, flush=True)
     return run_dir
