@@ -68,3 +68,17 @@ def test_whole_groups_per_rank_and_a_clear_error_otherwise():
     assert str(e.value) == ("run.toml [training] batch_size = 5 is not divisible by the 2 processes of this run: "
                             "each rank samples whole groups, so use a multiple of 2 (e.g. 6) or another number "
                             "of devices.")
+
+
+def test_cli_refuses_a_batch_that_does_not_split_before_launching(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "run.toml"
+    config.write_text('[backend]\ndevices = "cpu:2"\n[training]\nbatch_size = 5\n')
+    proc = subprocess.run([sys.executable, "-m", "retrain.cli.main", str(config)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: {config} [training] batch_size = 5 is not divisible by the 2 processes "
+                                   "of this run: each rank samples whole groups, so use a multiple of 2 (e.g. 6) "
+                                   "or another number of devices.")

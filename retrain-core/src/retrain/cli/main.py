@@ -165,12 +165,15 @@ def run_command(
         if code:
             raise typer.Exit(code)
         return
-    from retrain.distributed.launch import launch, needs_launch
+    from retrain.distributed.launch import launch, needs_launch, processes
 
     if needs_launch(cfg.backend.devices):  # "gpu:0,1" / "cpu:2": the same command under torchrun
         args = [str(config), *(["--seed", str(seed)] if seed is not None else []),
                 *(["--wandb-project", wandb_project] if wandb_project else []),
                 *[x for kv in (set_ or []) for x in ("--set", kv)], *(["--resume", resume] if resume else [])]
+        from retrain.distributed.step import check_batch
+
+        check_batch(cfg.training.batch_size, processes(cfg.backend.devices), f"{cfg.source} [training] batch_size")
         code = launch(cfg.backend.devices, args)
         if code:
             raise typer.Exit(code)

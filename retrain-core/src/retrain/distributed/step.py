@@ -31,6 +31,15 @@ if TYPE_CHECKING:
     from retrain.types import Generation, Rollouts
 
 
+def check_batch(batch_size: int, world_size: int, where: str = "[training] batch_size") -> None:
+    """Every rank samples whole groups: B must be a multiple of the number of processes."""
+    w = world_size
+    if batch_size % w:
+        raise ConfigError(f"{where} = {batch_size} is not divisible by the {w} processes of this run: each rank "
+                          f"samples whole groups, so use a multiple of {w} (e.g. {batch_size + w - batch_size % w}) "
+                          "or another number of devices.")
+
+
 @dataclass
 class StepShards:
     """This rank's share of a step (``ctx.extras["dist"]``)."""
@@ -42,11 +51,7 @@ class StepShards:
         return self.world.is_main
 
     def check_batch(self, batch_size: int, where: str = "[training] batch_size") -> None:
-        w = self.world.size
-        if batch_size % w:
-            raise ConfigError(f"{where} = {batch_size} is not divisible by the {w} processes of this run: each rank "
-                              f"samples whole groups, so use a multiple of {w} (e.g. {batch_size + w - batch_size % w}) "
-                              "or another number of devices.")
+        check_batch(batch_size, self.world.size, where)
 
     def span(self, count: int) -> tuple[int, int]:
         """[start, stop) of this rank's share of ``count`` prompts."""
