@@ -38,6 +38,7 @@ class Parts:
     reward: Any
     credit: Any
     loggers: list[Any] = field(default_factory=list)
+    backpressure: Any = None  # USL batch controller when [backpressure] enabled
 
 
 def build_parts(ctx: RunContext) -> Parts:
@@ -52,7 +53,21 @@ def build_parts(ctx: RunContext) -> Parts:
     else:
         environment = reg.build("environment", cfg.data.source, where=f"{src} [data] source", ctx=ctx)
     reward = getattr(environment, "reward", None) or build_reward(ctx)  # names, dotted functions or classes
-    return Parts(backend, engine, environment, reward, build_credit(ctx))
+    return Parts(backend, engine, environment, reward, build_credit(ctx), backpressure=build_backpressure(ctx))
+
+
+def build_backpressure(ctx: RunContext) -> Any:
+    """The USL back-pressure controller, capped by the KV cache that fits on the accelerator."""
+    section = ctx.config.section("backpressure")
+    if not section["enabled"]:
+        return None
+    from retrain.backpressure import BackpressureController, memory_cap_for_model
+
+    model = getattr(ctx.backend, "model", None)
+    prompt_len = 512  # a conservative prompt length for the memory bound; chunks are whole groups anyway
+    cap = memory_cap_for_model(model, prompt_len, ctx.config.training.max_tokens, section["memory_fraction"]) \
+        if model is not None else None
+    return BackpressureController.from_config(section, memory_cap=cap)
 
 
 def build_credit(ctx: RunContext) -> Any:
@@ -101,7 +116,12 @@ def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, floa
             prompt_ids, gen = parts.environment.rollout(parts.engine, ctx.tokenizer, my_tasks, params)  # N, N rows
         else:
             prompt_ids = render_prompts(ctx, my_tasks)  # B prompts
-            gen = parts.engine.generate(prompt_ids, params)  # N rows
+            if parts.backpressure is not None:  # chunks of whole groups sized from the USL fit
+                from retrain.backpressure import generate_with_backpressure
+
+                gen = generate_with_backpressure(parts.engine, prompt_ids, params, parts.backpressure)  # N rows
+            else:
+                gen = parts.engine.generate(prompt_ids, params)  # N rows
         if dist:
             prompt_ids, gen = dist.gather_generation(prompt_ids, gen)  # every rank's rows, global order
     if gen.policy_version != parts.backend.version:
@@ -125,7 +145,8 @@ def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, floa
 
     metrics = {**rollout_metrics(rollouts, rewards, result), **getattr(parts.environment, "rollout_metrics", dict)(),
                **credit_metrics, **train_metrics,
-               **clock.metrics(), **throughput(rollouts, clock)}
+               **clock.metrics(), **throughput(rollouts, clock),
+               **(parts.backpressure.metrics() if parts.backpressure is not None else {})}
     return metrics, sample_rows(step, rollouts, rewards)
 
 
