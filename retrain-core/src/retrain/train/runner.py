@@ -72,8 +72,11 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
         dist.shard(ctx, parts)  # FSDP2 over the ranks + per-rank step hooks (retrain.distributed)
     start_step = 0
     if ckpt is not None:
-        start_step = int(checkpoint.load_checkpoint(ckpt, backend=parts.backend, environment=parts.environment,
-                                                    credit=parts.credit)["step"])
+        state = checkpoint.load_checkpoint(ckpt, backend=parts.backend, environment=parts.environment,
+                                           credit=parts.credit)
+        start_step = int(state["step"])
+        if parts.backpressure is not None and "backpressure" in state.get("extra", {}):
+            parts.backpressure.load_state_dict(state["extra"]["backpressure"])
         parts.engine.sync(parts.backend, parts.backend.version)
         print(f"resumed from {ckpt} (step {start_step})", file=sys.stderr)
     main = dist is None or dist.is_main  # only rank 0 writes the run directory
@@ -85,8 +88,9 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
     def save(step: int) -> None:
         if dist:
             return dist.save(run_dir, step, parts, cfg.training.keep_checkpoints)
+        extra = {"backpressure": parts.backpressure.state_dict()} if parts.backpressure is not None else {}
         checkpoint.save_checkpoint(run_dir, step, backend=parts.backend, environment=parts.environment,
-                                   credit=parts.credit, keep=cfg.training.keep_checkpoints)
+                                   credit=parts.credit, extra=extra, keep=cfg.training.keep_checkpoints)
 
     try:
         with interrupt_flag() as stop:
