@@ -5,7 +5,9 @@ and full fine-tuning. "W = 1" is the same code under a one-process process group
 process); "W = 2" is ``retrain RUN.toml`` with ``[backend] devices = "cpu:2"``, which re-executes
 itself under torchrun. Tolerance: 1e-5 relative (+1e-6 absolute) on every metric except the wall
 clock (time/*, throughput/*): the two runs differ only in the order of floating-point sums
-(per-rank partial sums, FSDP's gradient reduce-scatter).
+(per-rank partial sums, the gradient all-reduce of the replicated LoRA adapter or FSDP's
+reduce-scatter). LoRA runs take the replicated-adapter path by default and FSDP2 with
+``RETRAIN_LORA_FSDP=1``; checkpoints move between the two.
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ def rows(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
 
 
-def run_cli(config: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_cli(config: Path, *extra: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", **(env_extra or {}))
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     proc = subprocess.run([sys.executable, "-m", "retrain.cli.main", str(config), *extra], env=env,
@@ -112,6 +114,7 @@ def test_two_processes_equal_one_and_a_two_rank_checkpoint_resumes_on_one(tiny_m
     two = write_config(tmp_path, tiny_model, "w2", "cpu:2", lora_rank=4, micro_batch=4)  # 2 micro-batches a rank
     proc = run_cli(two)
     assert "launching 2 processes" in proc.stderr
+    assert "distributed: LoRA replicated, one gradient all-reduce per step" in proc.stderr
     w2 = rows(tmp_path / "runs" / "w2")
 
     one = write_config(tmp_path, tiny_model, "w1", "cpu", lora_rank=4)
@@ -136,6 +139,23 @@ def test_two_processes_equal_one_and_a_two_rank_checkpoint_resumes_on_one(tiny_m
     cfg, reg = load_run_config(one, {"backend.devices": "cpu"})
     plain = rows(train(cfg, reg, config_path=one, resume=str(ckpt)))
     assert [r["step"] for r in plain] == [1, 2, 3] and plain[2]["train/grad_norm"] > 0
+
+
+def test_lora_under_fsdp2_equals_one_process_and_its_checkpoint_resumes_with_the_replicated_adapter(
+        tiny_model, tmp_path, monkeypatch):
+    """LoRA through FSDP2 (RETRAIN_LORA_FSDP=1, the path before the replicated adapter) == W = 1, and its
+    2-rank step-1 checkpoint resumes on 2 ranks with the replicated adapter (the default) to the same rows."""
+    one = write_config(tmp_path, tiny_model, "w1", "cpu", lora_rank=4)
+    w1 = rows(run_one_process(one, monkeypatch, free_port()))
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k)
+    two = write_config(tmp_path, tiny_model, "w2", "cpu:2", lora_rank=4, micro_batch=4)
+    proc = run_cli(two, env_extra={"RETRAIN_LORA_FSDP": "1"})
+    assert "distributed: FSDP2" in proc.stderr
+    assert_rows_equal(rows(tmp_path / "runs" / "w2"), w1)
+    proc = run_cli(two, "--resume", str(tmp_path / "runs" / "w2" / "checkpoints" / "step_1"))
+    assert "distributed: LoRA replicated" in proc.stderr
+    assert_rows_equal(rows(tmp_path / "runs" / "w2"), w1)
 
 
 def test_a_one_process_checkpoint_resumes_on_two_ranks_full_weights(tiny_model, tmp_path, monkeypatch):

@@ -209,6 +209,7 @@ class LocalBackend:
             tot["mm_abs"] += mm["mismatch/abs_logprob_delta"] * k
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.dist is not None:
+            self.dist.reduce_gradients(params)  # LoRA replicated: one all-reduce; FSDP2: already reduced
             tot = self.dist.reduce_sums(tot)
             grad_norm = self.dist.clip_grad_norm(params, t.max_grad_norm)
         else:

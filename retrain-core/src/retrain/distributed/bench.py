@@ -6,8 +6,9 @@ Same workload and components as the one-GPU benchmark (random-init Qwen2.5-0.5B 
 of 128 random tokens x G = 16 samples x 256 forced tokens, LoRA r32, one optimizer step per
 batch), through the same code a torchrun training run uses: each rank samples its B/W prompts
 from its replica (CUDA fast path), rollouts are all-gathered, GRPO credit runs on the global
-batch, each rank trains its rows on the FSDP2-sharded model (global token mean, gradients summed),
-the replica is refreshed. The first step (graph capture, compile, allocator) is not counted.
+batch, each rank trains its rows (LoRA: its replicated adapter, one gradient all-reduce per step;
+``RETRAIN_LORA_FSDP=1``: the FSDP2-sharded adapter, as before; global token mean, gradients
+summed), the sampling replica is refreshed where there is one. The first step (graph capture, compile, allocator) is not counted.
 Rank 0 prints one JSON line: seconds per step, phases, generation and end-to-end tokens/s.
 """
 
@@ -91,7 +92,7 @@ def run(args: Any) -> dict[str, Any] | None:
     steady = steps[1:]
     mean = {k: sum(r[k] for r in steady) / len(steady) for k in steady[0] if k != "step"}
     n = b * g
-    out = {"world_size": world.size, "prompts": b, "G": g, "L": length, "lora": args.lora,
+    out = {"world_size": world.size, "mode": backend.dist.mode, "prompts": b, "G": g, "L": length, "lora": args.lora,
            "fast_path": getattr(engine, "_fast_decoder", None) is not None,
            "s_per_step": round(mean["s"], 3), "phases_s": {k: round(v, 3) for k, v in mean.items() if k != "s"},
            "gen_tok_per_s": round(n * length / mean["generate"], 1),

@@ -63,6 +63,8 @@ def decoder_layers(model: Any) -> list[torch.nn.Module]:
 class ShardedTrainer:
     """What the backend delegates to in a distributed run (``backend.dist``)."""
 
+    mode = "FSDP2"
+
     def __init__(self, backend: Any, world: World) -> None:
         import copy
 
@@ -97,6 +99,9 @@ class ShardedTrainer:
     def before_backward(self, last: bool) -> None:
         """Accumulate micro-batch gradients locally; reduce-scatter them once, in the last backward."""
         self.root.set_requires_gradient_sync(last, recurse=True)
+
+    def reduce_gradients(self, params: list[torch.Tensor]) -> None:
+        """Nothing: FSDP2 reduce-scattered the gradients in the last backward."""
 
     def global_tokens(self, local_tokens: float) -> float:
         """The token count of the whole step (all ranks): the denominator of the global token mean."""
@@ -138,8 +143,19 @@ def rebuild_optimizer(backend: Any, params: list[torch.Tensor]) -> None:
         backend.scheduler = torch.optim.lr_scheduler.LambdaLR(backend.optimizer, lambda s: 1.0)
 
 
-def shard_backend(backend: Any, world: World) -> ShardedTrainer:
-    """Shard ``backend`` (a LocalBackend) over ``world`` in place; sets ``backend.dist`` and ``backend.sampling_model``."""
+def shard_backend(backend: Any, world: World) -> Any:
+    """Spread ``backend`` (a LocalBackend) over ``world`` in place; sets ``backend.dist`` and ``backend.sampling_model``.
+
+    LoRA (``lora_rank > 0``): the adapter is replicated and its gradients all-reduced once per step
+    (:mod:`retrain.distributed.lora_replicated`, faster than sharding a few MB). Full fine-tuning,
+    or ``RETRAIN_LORA_FSDP=1`` (for comparisons): FSDP2, this module.
+    """
+    import os
+
+    if backend.lora and os.environ.get("RETRAIN_LORA_FSDP", "0") != "1":
+        from retrain.distributed.lora_replicated import replicate_lora
+
+        return replicate_lora(backend, world)
     trainer = ShardedTrainer(backend, world)
     backend.dist = trainer
     backend.sampling_model = trainer.replica

@@ -2,7 +2,8 @@
 
 * joins the process group (:func:`retrain.distributed.world.init_world`);
 * rank 0 picks the run directory and the checkpoint to resume, and tells the others;
-* shards the ``local`` backend with FSDP2 (:mod:`retrain.distributed.fsdp`) and puts the step
+* shards the ``local`` backend with FSDP2 (:mod:`retrain.distributed.fsdp`; LoRA: the adapter is
+  replicated instead, :mod:`retrain.distributed.lora_replicated`) and puts the step
   hooks (:class:`retrain.distributed.step.StepShards`) into ``ctx.extras["dist"]``;
 * split mode: an engine that pushes weights to a server (``[inference] engine = "openai"``) is
   synced by rank 0 only; the other ranks adopt the served version (:class:`RankZeroSync`);
@@ -83,7 +84,7 @@ class DistributedRun:
         return answer
 
     def shard(self, ctx: RunContext, parts: Parts) -> None:
-        """FSDP2 over the backend; step hooks; rank-0 weight sync for server engines."""
+        """FSDP2 (full weights) or a replicated adapter (LoRA) over the backend; step hooks; rank-0 weight sync."""
         from retrain.distributed.fsdp import shard_backend
         from retrain.distributed.step import StepShards
 
@@ -94,7 +95,9 @@ class DistributedRun:
                               "or run one process.")
         shards = StepShards(self.world)
         shards.check_batch(cfg.training.batch_size, f"{cfg.source} [training] batch_size")
-        shard_backend(parts.backend, self.world)
+        trainer = shard_backend(parts.backend, self.world)
+        if self.is_main:
+            print(f"distributed: {trainer.mode}", file=sys.stderr, flush=True)
         ctx.extras["dist"] = shards
         ctx.device = self.world.device
         if hasattr(parts.engine, "flavour"):  # an OpenAI-compatible server: split mode
@@ -123,5 +126,5 @@ def start_distributed(cfg: Config) -> DistributedRun | None:
     if world is None:
         return None
     if world.is_main:
-        print(f"distributed: {world.size} processes ({world.backend}), FSDP2", file=sys.stderr, flush=True)
+        print(f"distributed: {world.size} processes ({world.backend})", file=sys.stderr, flush=True)
     return DistributedRun(world)
