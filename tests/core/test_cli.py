@@ -214,18 +214,6 @@ def test_dotted_path_to_a_file_in_the_working_directory(tmp_path, write_config, 
         assert result.returncode == 0, result.stderr
 
 
-def test_run_without_training_loop_says_so(write_config, fixture_plugin):
-    try:
-        import retrain.train.runner  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("the training loop exists; its own tests cover runs")
-    result = run_cli(str(write_config()))
-    assert (result.returncode, result.stderr) == (
-        2, "error: training is not available yet (retrain.train.runner is missing); the config is valid.\n")
-
-
 def test_help_init_and_man(tmp_path):
     ref = run_cli("help", "training")
     assert ref.returncode == 0 and "  max_steps = 100  (integer)\n      Optimizer steps.\n" in ref.stdout

@@ -156,11 +156,9 @@ def run_command(
     overrides = overrides_from_cli(seed, wandb_project, set_)
     cfg, registry = load_run_config(config, overrides)
     if is_campaign(cfg):
-        try:
-            from retrain.campaign.runner import run_campaign
-        except ImportError as e:
-            _not_available("campaigns", "retrain.campaign.runner", e)
         with _training_extra_hint():
+            from retrain.campaign.runner import run_campaign
+
             code = run_campaign(config, overrides)
         if code:
             raise typer.Exit(code)
@@ -178,11 +176,9 @@ def run_command(
         if code:
             raise typer.Exit(code)
         return
-    try:
-        from retrain.train.runner import train
-    except ImportError as e:
-        _not_available("training", "retrain.train.runner", e)
     with _training_extra_hint():
+        from retrain.train.runner import train
+
         train(cfg, registry, config_path=config, resume=resume or cfg.resume.from_ or None)
 
 
@@ -199,14 +195,6 @@ def _training_extra_hint() -> Iterator[None]:
             raise
         raise RetrainError(f"training needs packages that are not installed ({e}). "
                            f"Install the training extra: pip install 'retrain-core[train]'.") from e
-
-
-def _not_available(what: str, module: str, e: ImportError) -> typer.Exit:
-    missing = getattr(e, "name", "") or ""
-    if missing and module.startswith(missing):
-        raise RetrainError(f"{what} is not available yet ({module} is missing); the config is valid.") from e
-    raise RetrainError(f"{what} needs packages that are not installed: {type(e).__name__}: {e}. "
-                       f"Install the training extra: pip install 'retrain-core[train]'.") from e
 
 
 @app.command("config")
