@@ -106,13 +106,19 @@ def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids:
 
     device = next(model.parameters()).device
     decoder, head = causal_lm_parts(model)
-    ids, att, pos, p = pack_rows(prompt_ids, completion_ids, pad_id, device)  # [N, P+T] x3
     n, t = completion_ids.shape
-    hidden = decoder(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=False).last_hidden_state
-    hidden = hidden[:, p - 1:p - 1 + t]  # [N, T, H]: state before each completion token
+    unique = list(dict.fromkeys(tuple(x) for x in prompt_ids))
+    if len(unique) < n and t > 0 and not getattr(decoder, "gradient_checkpointing", False):
+        hidden = _shared_prefix_hidden(decoder, unique, prompt_ids, completion_ids, pad_id, device)  # [N, T, H]
+        targets = completion_ids.to(device)  # [N, T]
+    else:
+        ids, att, pos, p = pack_rows(prompt_ids, completion_ids, pad_id, device)  # [N, P+T] x3
+        hidden = decoder(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=False).last_hidden_state
+        hidden = hidden[:, p - 1:p - 1 + t]  # [N, T, H]: state before each completion token
+        targets = ids[:, p:]  # [N, T]
     sel = mask.to(device).reshape(-1) > 0  # [N*T]
     h_sel = hidden.reshape(n * t, -1)[sel]  # [M, H]
-    y_sel = ids[:, p:].reshape(-1)[sel]  # [M]
+    y_sel = targets.reshape(-1)[sel]  # [M]
     lp_sel, ent_sel = token_stats(h_sel, y_sel, head, temperature, chunk, with_entropy)  # [M]
     lp = torch.zeros(n * t, dtype=torch.float32, device=device)  # [N*T]
     lp = lp.masked_scatter(sel, lp_sel).view(n, t)  # [N, T]
@@ -120,3 +126,34 @@ def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids:
     if ent_sel is not None:
         ent = torch.zeros(n * t, dtype=torch.float32, device=device).masked_scatter(sel, ent_sel).view(n, t)
     return lp, ent
+
+
+def _shared_prefix_hidden(decoder: Any, unique: list[tuple[int, ...]], prompt_ids: list[list[int]],
+                          completion_ids: torch.Tensor, pad_id: int, device: Any) -> torch.Tensor:
+    """Hidden states [N, T, H] before each completion token, with each distinct prompt run once.
+
+    The G rows of a group share their prompt: the U distinct prompts go through the decoder once
+    (keeping the KV cache, with grad), the cache is gathered to the N rows, and only the completion
+    tokens run per row. Same numbers and gradients as one forward over [N, P+T] (the prompt's
+    keys/values get the summed gradient of their G users) at about U*P + N*T instead of N*(P+T)
+    token-forwards: on a CPU, where GRPO steps are compute-bound, the prompt is most of the work.
+    """
+    import inspect
+
+    import torch
+    from transformers import DynamicCache
+
+    index = {x: i for i, x in enumerate(unique)}
+    rows = torch.tensor([index[tuple(x)] for x in prompt_ids], dtype=torch.long, device=device)  # [N]
+    ids_p, att_p = left_pad([list(x) for x in unique], pad_id, device)  # [U, P]
+    cache_kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    cache = DynamicCache()
+    prompt_h = decoder(input_ids=ids_p, attention_mask=att_p, position_ids=positions(att_p), use_cache=True,
+                       **{cache_kw: cache}).last_hidden_state  # [U, P, H]
+    cache.batch_select_indices(rows)  # every layer's K/V: [U, kvH, P, D] -> [N, kvH, P, D]
+    comp = completion_ids.to(device)  # [N, T]
+    att = torch.cat([att_p[rows], torch.ones_like(comp)], dim=1)  # [N, P+T]
+    pos = att_p.sum(1)[rows, None] + torch.arange(comp.shape[1], device=device)  # [N, T]
+    comp_h = decoder(input_ids=comp, attention_mask=att, position_ids=pos, use_cache=True,
+                     **{cache_kw: cache}).last_hidden_state  # [N, T, H]
+    return torch.cat([prompt_h[rows, -1:], comp_h[:, :-1]], dim=1)  # [N, T, H]
