@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from retrain.errors import ConfigError
 from retrain.protocols import RewardResult
 from retrain.rewards.extract import FALLBACKS, extract_answer, normalize_answer
@@ -10,6 +12,23 @@ from retrain.rewards.pool import WorkerPool
 #: Extracted answers longer than this are scored 0 without calling the checker (no real answer is
 #: this long, and a 100k-digit number only burns a worker's time).
 MAX_ANSWER_CHARS = 1000
+
+#: A plain number (after ``normalize_answer``): 12, -3.5, .5, 3/4, \frac{3}{4}, -\frac{3}{4}.
+_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+|\d+/\d+|\\frac\{\d+\}\{\d+\})")
+_OPERATORS = ("+", "-", "*", "\\times", "\\cdot", "\\div")
+
+
+def unevaluated(answer: str, reference: str) -> bool:
+    """True when the reference is a plain number and the answer is arithmetic on numbers (``75 \\div 5``).
+
+    math-verify evaluates expressions, so it scores the question's own expression copied into the
+    box as correct; a policy finds that within a few steps on arithmetic problems. Such an answer
+    scores 0 (``x = 15``, ``15.0``, ``\\frac{30}{2}`` still go to the checker).
+    """
+    if not _NUMBER_RE.fullmatch(normalize_answer(reference)):
+        return False
+    body = normalize_answer(answer).split("=")[-1].lstrip("-")
+    return any(op in body for op in _OPERATORS)
 
 
 def _check_fallback(fallback: str) -> None:
@@ -61,6 +80,8 @@ class MathReward:
                 continue  # no answer: 0, not an error
             if normalize_answer(answer) == normalize_answer(reference):
                 rewards[i] = 1.0  # identical strings need no checker
+            elif unevaluated(answer, reference):
+                continue  # the expression, not its value: 0
             elif len(answer) <= MAX_ANSWER_CHARS:
                 jobs.append((answer, reference))
                 rows.append(i)
