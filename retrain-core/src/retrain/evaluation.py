@@ -55,7 +55,8 @@ def run_eval(ctx: Any, engine: Any, environment: Any, reward: Any, step: int,
     cfg = ctx.config
     start = time.monotonic()
     tasks = environment.eval_tasks(cfg.eval.num_problems)
-    prompts = [render_prompt_ids(ctx.tokenizer, t, cfg.data.system_prompt, cfg.data.prompt_template) for t in tasks]
+    prompts = [render_prompt_ids(ctx.tokenizer, t, cfg.data.system_prompt, cfg.data.prompt_template,
+                                 cfg.data.few_shot) for t in tasks]
     references = [t.answer for t in tasks]
     max_tokens = _eval_max_tokens(cfg)
 

@@ -31,20 +31,39 @@ def render_user_text(template: str, problem: str) -> str:
     return unescape(head) + problem + unescape(tail) if sep else unescape(template) + "\n" + problem
 
 
-def task_messages(task: Task, system_prompt: str = "", template: str = DEFAULT_TEMPLATE) -> Messages:
-    """The chat messages for a task: a plain-text prompt goes through ``template``."""
+def few_shot_messages(few_shot: list[dict[str, Any]], template: str = DEFAULT_TEMPLATE) -> Messages:
+    """``[data] few_shot`` as alternating user/assistant turns (each problem through ``template``)."""
+    from retrain.errors import ConfigError
+
+    msgs: Messages = []
+    for k, shot in enumerate(few_shot):
+        if not (isinstance(shot, dict) and isinstance(shot.get("problem"), str) and isinstance(shot.get("response"), str)
+                and set(shot) == {"problem", "response"}):
+            raise ConfigError(f"[data] few_shot[{k}] = {shot!r}: expected a table with exactly a problem and a "
+                              'response string, e.g. {problem = "Compute $2 + 3$.", response = "\\boxed{5}"}.')
+        msgs += [{"role": "user", "content": render_user_text(template, shot["problem"])},
+                 {"role": "assistant", "content": shot["response"]}]
+    return msgs
+
+
+def task_messages(task: Task, system_prompt: str = "", template: str = DEFAULT_TEMPLATE,
+                  few_shot: list[dict[str, Any]] | None = None) -> Messages:
+    """The chat messages for a task: a plain-text prompt goes through ``template``, after the
+    ``few_shot`` example turns."""
     if isinstance(task.prompt, list):
         msgs = list(task.prompt)
     else:
-        msgs = [{"role": "user", "content": render_user_text(template, task.prompt)}]
+        msgs = [*few_shot_messages(few_shot or [], template),
+                {"role": "user", "content": render_user_text(template, task.prompt)}]
     if system_prompt and not any(m.get("role") == "system" for m in msgs):
         msgs = [{"role": "system", "content": system_prompt}, *msgs]
     return msgs
 
 
-def render_prompt_ids(tokenizer: Any, task: Task, system_prompt: str = "", template: str = DEFAULT_TEMPLATE) -> list[int]:
+def render_prompt_ids(tokenizer: Any, task: Task, system_prompt: str = "", template: str = DEFAULT_TEMPLATE,
+                      few_shot: list[dict[str, Any]] | None = None) -> list[int]:
     """Token ids of the prompt: chat template with a generation prompt, else plain text."""
-    msgs = task_messages(task, system_prompt, template)
+    msgs = task_messages(task, system_prompt, template, few_shot)
     if getattr(tokenizer, "chat_template", None):
         ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
@@ -66,6 +85,7 @@ def prompt_identity(cfg: Any, tokenizer: Any = None) -> dict[str, Any]:
     chat = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
     chat_sha = _sha(chat if isinstance(chat, str) else json.dumps(chat, sort_keys=True)) if chat else None
     identity = {"system_prompt": data.system_prompt, "prompt_template": data.prompt_template,
+                "few_shot": list(getattr(data, "few_shot", [])),
                 "chat_template_sha256": chat_sha if tokenizer is not None else None,
                 "uses_chat_template": bool(chat) if tokenizer is not None else None}
     identity["fingerprint"] = _sha(json.dumps(identity, sort_keys=True))

@@ -137,6 +137,8 @@ class DataConfig:
     levels: list[int] = opt([], "Difficulty levels to keep (empty = all).")
     name: str = opt("", "Generator / dataset name for sources that have several (e.g. reasoning_gym).")
     system_prompt: str = opt("", "System message ('' = none).")
+    few_shot: list[dict] = opt([], 'Worked examples shown as earlier chat turns before each problem: '
+                                   '[{problem = "...", response = "..."}]; each problem goes through prompt_template.')
     prompt_template: str = opt("{problem}\nPut your final answer within \\boxed{{}}.",
                                "User message template; {problem} is replaced by the task text.")
 

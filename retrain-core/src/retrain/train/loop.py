@@ -94,7 +94,8 @@ def render_prompts(ctx: RunContext, tasks: list[Any]) -> list[list[int]]:
     from retrain.prompts import render_prompt_ids
 
     d = ctx.config.data
-    return [render_prompt_ids(ctx.tokenizer, task, d.system_prompt, d.prompt_template) for task in tasks]
+    return [render_prompt_ids(ctx.tokenizer, task, d.system_prompt, d.prompt_template, d.few_shot)
+            for task in tasks]
 
 
 def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
