@@ -120,8 +120,6 @@ def test_mine_command_writes_a_phrases_file_the_detector_reads(tmp_path, tok):
     _planted_samples(run / "samples.jsonl")
     proc = subprocess.run([sys.executable, "-m", "retrain.cli.main", "hicra", "mine", str(run)],
                           capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0 and "No module named retrain.cli.main" in proc.stderr:  # pragma: no cover
-        proc = subprocess.run(["retrain", "hicra", "mine", str(run)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     phrases_file = run / "planning_phrases.txt"
     assert "let us double check" in proc.stdout
@@ -139,7 +137,8 @@ def test_mine_command_writes_a_phrases_file_the_detector_reads(tmp_path, tok):
 
 def test_mine_command_needs_both_outcomes(tmp_path):
     (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 1, "completion": "a b", "reward": 1.0}) + "\n")
-    proc = subprocess.run(["retrain", "hicra", "mine", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "retrain.cli.main", "hicra", "mine", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "1 correct and 0 incorrect completions; mining needs both" in proc.stderr
 
