@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from retrain.distributed.world import RankReductions
+
 if TYPE_CHECKING:
     from retrain.distributed.world import World
     from retrain.types import Rollouts
@@ -60,7 +62,7 @@ def decoder_layers(model: Any) -> list[torch.nn.Module]:
     return list(layers) if layers is not None else []
 
 
-class ShardedTrainer:
+class ShardedTrainer(RankReductions):
     """What the backend delegates to in a distributed run (``backend.dist``)."""
 
     mode = "FSDP2"
@@ -102,15 +104,6 @@ class ShardedTrainer:
 
     def reduce_gradients(self, params: list[torch.Tensor]) -> None:
         """Nothing: FSDP2 reduce-scattered the gradients in the last backward."""
-
-    def global_tokens(self, local_tokens: float) -> float:
-        """The token count of the whole step (all ranks): the denominator of the global token mean."""
-        return self.world.all_reduce_sum([local_tokens])[0]
-
-    def reduce_sums(self, sums: dict[str, float]) -> dict[str, float]:
-        """Metric sums over all ranks (clip counts, ratio sums, mismatch sums, ...)."""
-        keys = sorted(sums)
-        return dict(zip(keys, self.world.all_reduce_sum([sums[k] for k in keys])))
 
     def clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> float:
         """Global gradient norm over the shards of every rank, clipped to ``max_norm``."""

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from retrain.distributed.world import RankReductions
+
 if TYPE_CHECKING:
     import torch
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from retrain.types import Rollouts
 
 
-class ReplicatedLoraTrainer:
+class ReplicatedLoraTrainer(RankReductions):
     """What the backend delegates to (``backend.dist``) in a LoRA run over W ranks: same hooks as FSDP's."""
 
     mode = "LoRA replicated, one gradient all-reduce per step"
@@ -88,15 +90,6 @@ class ReplicatedLoraTrainer:
                 p.grad = view.to(p.dtype).clone()
             else:
                 p.grad.copy_(view)
-
-    def global_tokens(self, local_tokens: float) -> float:
-        """The token count of the whole step (all ranks): the denominator of the global token mean."""
-        return self.world.all_reduce_sum([local_tokens])[0]
-
-    def reduce_sums(self, sums: dict[str, float]) -> dict[str, float]:
-        """Metric sums over all ranks (clip counts, ratio sums, mismatch sums, ...)."""
-        keys = sorted(sums)
-        return dict(zip(keys, self.world.all_reduce_sum([sums[k] for k in keys])))
 
     def clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> float:
         """Norm of the (already all-reduced, identical) gradients, clipped to ``max_norm``."""

@@ -112,3 +112,18 @@ def init_world(devices: str = "auto") -> World | None:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return World(rank=rank, size=size, local_rank=local, device=device, backend=backend)
+
+
+class RankReductions:
+    """Cross-rank sums that every distributed trainer needs (uses ``self.world``)."""
+
+    world: World
+
+    def global_tokens(self, local_tokens: float) -> float:
+        """The token count of the whole step (all ranks): the denominator of the global token mean."""
+        return self.world.all_reduce_sum([local_tokens])[0]
+
+    def reduce_sums(self, sums: dict[str, float]) -> dict[str, float]:
+        """Metric sums over all ranks (clip counts, ratio sums, mismatch sums, ...)."""
+        keys = sorted(sums)
+        return dict(zip(keys, self.world.all_reduce_sum([sums[k] for k in keys])))
