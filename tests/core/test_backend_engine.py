@@ -173,3 +173,69 @@ def test_kl_to_the_reference_starts_at_zero_and_grows(tiny_model, lora_rank):
     assert first["loss/kl_ref"] == pytest.approx(0.0, abs=1e-7)  # the policy is the reference at step 0
     second = backend.train_step(r, torch.ones_like(r.mask))
     assert second["loss/kl_ref"] > 1e-5
+
+
+def test_common_prefix_len_leaves_every_prompt_a_token_of_its_own():
+    from retrain.backends.logprobs import common_prefix_len
+
+    assert common_prefix_len([[1, 2, 3, 4], [1, 2, 3, 9, 9], [1, 2, 7]]) == 2
+    assert common_prefix_len([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter keeps its last token
+    assert common_prefix_len([[5, 6, 7]]) == 2
+    assert common_prefix_len([[1, 2], [3, 2]]) == 0
+
+
+def test_shared_prefix_greedy_decode_equals_a_plain_greedy_loop(tiny_model):
+    from retrain.engines.pytorch import decode
+
+    backend, _ = _build(tiny_model)
+    prompts = _prompts(backend.tokenizer, ("a much longer question than the others?", "hi", "x y"))
+    model = backend.model.eval()
+    d = decode(model, prompts, max_tokens=6, temperature=0.0, top_p=1.0, seed=0, eos_ids=set(),
+               pad_id=backend.tokenizer.pad_token_id, greedy=True)
+    with torch.no_grad():
+        for p, got in zip(prompts, d.tokens):
+            ids = list(p)
+            for _ in range(6):  # no cache, no padding, no shared prefix: the definition
+                ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
+            assert got == ids[len(p):]
+
+
+def test_shared_prefix_gradients_equal_per_row_gradients(tiny_model):
+    backend, engine = _build(tiny_model, lora_rank=0)
+    prompts = _prompts(backend.tokenizer)
+    r = _rollouts(prompts, engine.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=1)), 2)
+    backend.model.zero_grad()
+    lp, _ = backend.logprobs(r)  # [N, T]: shared prompts and common prefix
+    lp.sum().backward()
+    shared = {n: p.grad.clone() for n, p in backend.model.named_parameters() if p.grad is not None}
+    backend.model.zero_grad()
+    for i in range(r.n):  # each row alone, no padding
+        k = int(r.mask[i].sum())
+        ids = torch.tensor([r.prompt_ids[i] + r.completion_ids[i][:k].tolist()])
+        logp = torch.log_softmax(backend.model(input_ids=ids).logits[0].float() / 0.7, -1)  # [L, V]
+        p = len(r.prompt_ids[i])
+        logp[p - 1:p - 1 + k].gather(-1, ids[0, p:p + k, None]).sum().backward()
+    for n, p in backend.model.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(shared[n], p.grad, atol=1e-4, rtol=1e-4), n
+
+
+def test_bf16_autocast_runs_bf16_matmuls_over_fp32_weights(tiny_model):
+    plain, engine = _build(tiny_model)
+    mixed, mixed_engine = _build(tiny_model, autocast="bfloat16")
+    assert mixed.autocast_dtype == torch.bfloat16
+    prompts = _prompts(plain.tokenizer)
+    r = _rollouts(prompts, engine.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=1)), 2)
+    with torch.no_grad():
+        exact, approx = plain.logprobs(r)[0], mixed.logprobs(r)[0]  # [N, T]
+    delta = (exact - approx)[r.mask > 0].abs()
+    assert 0 < float(delta.max()) < 0.1  # bf16 matmuls really ran, and stay close to fp32
+    gen = mixed_engine.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=1))  # the engine samples under it
+    assert len(gen.completion_ids) == 6
+    mixed.train_step(r, torch.ones_like(r.mask))
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())  # the optimizer keeps fp32 weights
+
+
+def test_bf16_autocast_over_bf16_weights_is_off(tiny_model):
+    backend, _ = _build(tiny_model, dtype="bfloat16", autocast="bfloat16")
+    assert backend.autocast_dtype is None  # GPU default (bf16 weights): the CUDA fast decode path stays on

@@ -1,7 +1,8 @@
 """The ``local`` backend: transformers + peft on this machine (DESIGN section 6).
 
 * LoRA on all linear projections (``[model] lora_rank/alpha/dropout``), or full weights when the
-  rank is 0. fp32 on CPU, bf16 on GPU (``[backend] dtype``).
+  rank is 0. fp32 on CPU, bf16 on GPU (``[backend] dtype``); optional bf16 autocast over fp32
+  weights (``[backend] autocast``, also applied by the pytorch engine's forwards).
 * Per-token logprobs at the sampling temperature in chunks (``retrain.backends.logprobs``).
 * AdamW, grad-norm clip, linear warm-up then constant LR; micro-batching; optional gradient
   checkpointing. ``version`` counts optimizer steps (policy version).
@@ -72,7 +73,8 @@ class LocalBackend:
 
     config_section = "backend"
 
-    def __init__(self, devices: str = "auto", dtype: str = "auto", gradient_checkpointing: bool = False,
+    def __init__(self, devices: str = "auto", dtype: str = "auto", autocast: str = "none",
+                 gradient_checkpointing: bool = False,
                  logprob_chunk: int = 1024, micro_batch_size: int = 0, ctx: RunContext | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -83,6 +85,8 @@ class LocalBackend:
         self.cfg = cfg
         self.device = resolve_device(devices)
         self.dtype = resolve_dtype(dtype, self.device)
+        mixed = None if autocast == "none" else resolve_dtype(autocast, self.device)
+        self.autocast_dtype = None if mixed == self.dtype else mixed  # bf16 weights (GPU default): nothing to do
         self.logprob_chunk = logprob_chunk
         self.micro_batch_size = micro_batch_size
         self.temperature = cfg.training.temperature
@@ -124,6 +128,16 @@ class LocalBackend:
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
         ctx.tokenizer = self.tokenizer
 
+    def compute_context(self) -> Any:
+        """``torch.autocast`` for ``[backend] autocast`` (forward passes of trainer and engine), else a no-op."""
+        import contextlib
+
+        import torch
+
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype)
+
     # -- logprobs -------------------------------------------------------------------------------
     def logprobs(self, rollouts: Rollouts, rows: slice | None = None, with_entropy: bool = False,
                  model: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -133,10 +147,11 @@ class LocalBackend:
         rows = rows or slice(0, rollouts.n)
         if self.dist is not None and model is None:
             return self.dist.logprobs(self, rollouts, rows, with_entropy)
-        return completion_logprobs(
-            model if model is not None else self.model, rollouts.prompt_ids[rows], rollouts.completion_ids[rows],
-            rollouts.mask[rows], pad_id=self.tokenizer.pad_token_id, temperature=self.temperature,
-            chunk=self.logprob_chunk, with_entropy=with_entropy)
+        with self.compute_context():
+            return completion_logprobs(
+                model if model is not None else self.model, rollouts.prompt_ids[rows],
+                rollouts.completion_ids[rows], rollouts.mask[rows], pad_id=self.tokenizer.pad_token_id,
+                temperature=self.temperature, chunk=self.logprob_chunk, with_entropy=with_entropy)
 
     def token_entropy(self, rollouts: Rollouts) -> torch.Tensor:
         """Shannon entropy [N, T] of the trainer's distribution at the sampling temperature (0 off-mask)."""

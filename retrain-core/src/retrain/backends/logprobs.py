@@ -3,7 +3,9 @@
 Layout shared by the trainer and the ``pytorch`` engine (so their numbers agree): every row is
 ``[left padding][prompt][completion][right padding]``; prompts are left-padded to the longest
 prompt P, so completion token j of every row sits at position P + j and is predicted by the
-hidden state at P + j - 1. Position ids count real tokens only (padding does not shift them).
+hidden state at P + j - 1. Position ids count real tokens only (padding does not shift them), so
+the same numbers come from the cheaper layout ``[common prefix][left padding][own suffix]`` that
+runs shared prompt tokens once (``prefill_prompts``; trainer and engine both use it).
 
 Logits are never materialised for all [N, T, V] at once: the final hidden states of the trained
 positions are projected through the LM head ``chunk`` rows at a time, in fp32, and (with grad) each
@@ -108,7 +110,8 @@ def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids:
     decoder, head = causal_lm_parts(model)
     n, t = completion_ids.shape
     unique = list(dict.fromkeys(tuple(x) for x in prompt_ids))
-    if len(unique) < n and t > 0 and not getattr(decoder, "gradient_checkpointing", False):
+    shared = len(unique) < n or common_prefix_len([list(x) for x in unique]) > 0
+    if shared and t > 0 and not getattr(decoder, "gradient_checkpointing", False):
         hidden = _shared_prefix_hidden(decoder, unique, prompt_ids, completion_ids, pad_id, device)  # [N, T, H]
         targets = completion_ids.to(device)  # [N, T]
     else:
@@ -128,31 +131,65 @@ def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids:
     return lp, ent
 
 
+def common_prefix_len(prompts: list[list[int]]) -> int:
+    """Tokens every prompt starts with, leaving each at least one token of its own (its last hidden state)."""
+    first, shortest = prompts[0], min(len(x) for x in prompts)
+    n = 0
+    while n < shortest - 1 and all(x[n] == first[n] for x in prompts):
+        n += 1
+    return n
+
+
+def prefill_prompts(forward: Any, prompts: list[list[int]], pad_id: int, device: Any, cache_kw: str,
+                    **kw: Any) -> tuple[Any, Any, torch.Tensor]:
+    """Run U prompts into a fresh KV cache, their common prefix once: (output, cache, attention mask [U, C+S]).
+
+    Layout: ``[common prefix (C)][left padding][own suffix]`` with position ids counting real
+    tokens, so each row's numbers are those of its plain prompt. A few-shot prompt is mostly
+    the shared prefix (system turn and worked examples), so the prefill costs C + U*S token
+    forwards instead of U*(C+S). ``output`` is ``forward``'s on the suffixes ([U, S, ...]); the
+    last suffix slot of every row is its real last prompt token.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    u, c = len(prompts), common_prefix_len(prompts)
+    cache = DynamicCache()
+    if c:
+        prefix = torch.tensor([prompts[0][:c]], dtype=torch.long, device=device)  # [1, C]
+        forward(input_ids=prefix, position_ids=torch.arange(c, device=device)[None], use_cache=True,
+                **{cache_kw: cache}, **kw)
+        cache.batch_repeat_interleave(u)  # every layer's K/V: [1, kvH, C, D] -> [U, kvH, C, D]
+    ids_s, att_s = left_pad([x[c:] for x in prompts], pad_id, device)  # [U, S]
+    att = torch.cat([torch.ones(u, c, dtype=att_s.dtype, device=device), att_s], dim=1)  # [U, C+S]
+    out = forward(input_ids=ids_s, attention_mask=att, position_ids=c + positions(att_s), use_cache=True,
+                  **{cache_kw: cache}, **kw)
+    return out, cache, att
+
+
 def _shared_prefix_hidden(decoder: Any, unique: list[tuple[int, ...]], prompt_ids: list[list[int]],
                           completion_ids: torch.Tensor, pad_id: int, device: Any) -> torch.Tensor:
     """Hidden states [N, T, H] before each completion token, with each distinct prompt run once.
 
     The G rows of a group share their prompt: the U distinct prompts go through the decoder once
-    (keeping the KV cache, with grad), the cache is gathered to the N rows, and only the completion
-    tokens run per row. Same numbers and gradients as one forward over [N, P+T] (the prompt's
-    keys/values get the summed gradient of their G users) at about U*P + N*T instead of N*(P+T)
+    (keeping the KV cache, with grad; their common prefix, e.g. few-shot examples, once for all:
+    ``prefill_prompts``), the cache is gathered to the N rows, and only the completion tokens run
+    per row. Same numbers and gradients as one forward over [N, P+T] (the prompt's keys/values
+    get the summed gradient of their users) at about C + U*S + N*T instead of N*(P+T)
     token-forwards: on a CPU, where GRPO steps are compute-bound, the prompt is most of the work.
     """
     import inspect
 
     import torch
-    from transformers import DynamicCache
 
     index = {x: i for i, x in enumerate(unique)}
     rows = torch.tensor([index[tuple(x)] for x in prompt_ids], dtype=torch.long, device=device)  # [N]
-    ids_p, att_p = left_pad([list(x) for x in unique], pad_id, device)  # [U, P]
     cache_kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
-    cache = DynamicCache()
-    prompt_h = decoder(input_ids=ids_p, attention_mask=att_p, position_ids=positions(att_p), use_cache=True,
-                       **{cache_kw: cache}).last_hidden_state  # [U, P, H]
-    cache.batch_select_indices(rows)  # every layer's K/V: [U, kvH, P, D] -> [N, kvH, P, D]
+    out, cache, att_p = prefill_prompts(decoder, [list(x) for x in unique], pad_id, device, cache_kw)
+    prompt_h = out.last_hidden_state  # [U, S, H]
+    cache.batch_select_indices(rows)  # every layer's K/V: [U, kvH, C+S, D] -> [N, kvH, C+S, D]
     comp = completion_ids.to(device)  # [N, T]
-    att = torch.cat([att_p[rows], torch.ones_like(comp)], dim=1)  # [N, P+T]
+    att = torch.cat([att_p[rows], torch.ones_like(comp)], dim=1)  # [N, C+S+T]
     pos = att_p.sum(1)[rows, None] + torch.arange(comp.shape[1], device=device)  # [N, T]
     comp_h = decoder(input_ids=comp, attention_mask=att, position_ids=pos, use_cache=True,
                      **{cache_kw: cache}).last_hidden_state  # [N, T, H]

@@ -1,7 +1,8 @@
 """The ``pytorch`` engine: samples from the trainer's own model in-process (DESIGN section 6).
 
-All B*G rows of a step are decoded together: prompts left-padded (the same layout as the
-trainer, ``retrain.backends.logprobs``), one prefill, then one forward per token with a KV cache
+All B*G rows of a step are decoded together: one prefill (each distinct prompt once, their
+common prefix once: the trainer's layout, ``retrain.backends.logprobs.prefill_prompts``), then
+one forward per token with a KV cache
 (``DynamicCache``). LoRA stays unmerged (applied by peft in each forward): merging and unmerging
 would perturb the base weights in floating point, and the point of this engine is that its
 logprobs equal the trainer's (``shares_weights = True``: no importance correction needed).
@@ -14,6 +15,7 @@ Shannon entropy of the same distribution.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +59,7 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
 def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperature: float, top_p: float,
            seed: int, eos_ids: set[int], pad_id: int, greedy: bool = False, row_ids: list[int] | None = None,
            group_size: int = 1, min_tokens: int = 0) -> Decoded:
-    """The sampling core: prefill every row, then one cached forward per token until EOS or max_tokens.
+    """The sampling core: prefill the prompts, then one cached forward per token until EOS or max_tokens.
 
     ``prompt_ids`` are the N rows (already repeated G times per prompt). ``row_ids``: global row
     numbers; when given, each row's random draws are keyed by (seed, row, step), independent of
@@ -66,25 +68,22 @@ def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperat
     repeated. ``min_tokens``: EOS is masked out before that many tokens (benchmarks).
     """
     import torch
-    from transformers import DynamicCache
 
-    from retrain.backends.logprobs import left_pad, positions
+    from retrain.backends.logprobs import prefill_prompts
 
     device = next(model.parameters()).device
     n = len(prompt_ids)
-    ids, att = left_pad(prompt_ids, pad_id, device)  # [N, P]
-    pos = positions(att)  # [N, P]
     gen = torch.Generator(device=device).manual_seed(seed)
-    cache_kw = cache_argument(model)
-    cache = DynamicCache()
     g = group_size if group_size > 1 and n % group_size == 0 else 1
-    # prefill one row per group: [N/G, P] -> cache and logits repeated G times
-    out = model(input_ids=ids[::g], attention_mask=att[::g], position_ids=pos[::g], use_cache=True,
-                logits_to_keep=1, **{cache_kw: cache})
+    cache_kw = cache_argument(model)
+    # prefill one row per group (their common prefix once): cache and logits repeated G times
+    out, cache, att = prefill_prompts(model, [list(x) for x in prompt_ids[::g]], pad_id, device, cache_kw,
+                                      logits_to_keep=1)  # att [N/G, C+S]
     if g > 1:
         cache.batch_repeat_interleave(g)
         out.logits = out.logits.repeat_interleave(g, dim=0)  # [N, 1, V]
-    next_pos = pos[:, -1:] + 1  # [N, 1]
+        att = att.repeat_interleave(g, dim=0)  # [N, C+S]
+    next_pos = att.sum(1, keepdim=True)  # [N, 1]: positions count real tokens
     done = torch.zeros(n, dtype=torch.bool, device=device)  # [N]
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
     toks, lps, ents = [], [], []
@@ -176,10 +175,14 @@ class PytorchEngine:
         row_ids = None if offset is None else list(range(offset * params.n, offset * params.n + len(rows)))
         was_training = model.training
         model.eval()
+        compute = getattr(self.backend, "compute_context", contextlib.nullcontext)  # [backend] autocast
+        autocast = getattr(self.backend, "autocast_dtype", None) is not None
         try:
-            with torch.no_grad():
-                # CUDA fast path (merged LoRA, static KV cache, CUDA graphs): retrain/engines/fast_decode.py
-                d = generate_fast(self, model, prompt_ids, params, stop_token_ids(tok, model), tok.pad_token_id)
+            with torch.no_grad(), compute():
+                # CUDA fast path (merged LoRA, static KV cache, CUDA graphs): retrain/engines/fast_decode.py.
+                # It computes in the weights' dtype, so autocast runs take the plain path below instead.
+                d = None if autocast else generate_fast(self, model, prompt_ids, params, stop_token_ids(tok, model),
+                                                        tok.pad_token_id)
                 if d is None:
                     d = decode(model, rows, max_tokens=params.max_tokens, temperature=params.temperature,
                                top_p=params.top_p, seed=params.seed, eos_ids=stop_token_ids(tok, model),
