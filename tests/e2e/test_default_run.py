@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RETRAIN_TOML = ROOT / "retrain.toml"
 
 
-def test_retrain_toml_is_smollm2_on_the_synthetic_task_with_64_held_out_problems() -> None:
+def test_retrain_toml_is_smollm2_on_the_synthetic_task_with_at_least_64_held_out_problems() -> None:
     cfg, _ = load_run_config(RETRAIN_TOML)
     assert cfg.model.model == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert cfg.backend.devices == "auto"  # the GPU when there is one, else the CPU
