@@ -83,3 +83,15 @@ def test_local_folder_and_errors(tiny_model: Path, tmp_path: Path, empty_hub_cac
     assert str(err.value) == ('[model] model = "someone/unknown-model": not a local folder or .gguf file, not in the '
                               "Hugging Face cache, and the hub is unreachable (HF_HUB_OFFLINE is set). Download it "
                               "where there is a network, or set [model] model to a local folder.")
+
+
+def test_the_conversion_cache_is_keyed_by_content_not_path(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 9000  # > 2 MiB: the first and last MiB are both read
+    a, b, c = (tmp_path / d / "m.gguf" for d in ("venv1", "venv2", "edited"))
+    for p in (a, b, c):
+        p.parent.mkdir()
+    a.write_bytes(data)
+    b.write_bytes(data)
+    c.write_bytes(data[:-1] + b"\x00")
+    assert converted_dir(a) == converted_dir(b)  # the same file installed twice: one conversion
+    assert converted_dir(a) != converted_dir(c)

@@ -81,10 +81,15 @@ def _hub_reachable(repo_id: str) -> tuple[bool, str]:
 
 
 def converted_dir(gguf: Path) -> Path:
-    """The cache folder for a GGUF file (keyed by name, size and modification time)."""
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    return cache_dir() / f"{gguf.stem}-{key}"
+    """The cache folder for a GGUF file, keyed by its content (name, size, first and last MiB), not its
+    path: every install of the same file (a fresh clone's venv) shares one conversion."""
+    size, mib = gguf.stat().st_size, 1 << 20
+    digest = hashlib.sha256(f"{gguf.name}:{size}".encode())
+    with gguf.open("rb") as f:
+        digest.update(f.read(mib))
+        f.seek(max(0, size - mib))
+        digest.update(f.read(mib))
+    return cache_dir() / f"{gguf.stem}-{digest.hexdigest()[:12]}"
 
 
 def convert_gguf(gguf: Path) -> Path:

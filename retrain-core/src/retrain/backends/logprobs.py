@@ -101,18 +101,21 @@ def token_stats(hidden: torch.Tensor, targets: torch.Tensor, head: Any, temperat
 
 def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids: torch.Tensor,
                         mask: torch.Tensor, *, pad_id: int, temperature: float, chunk: int,
-                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        with_entropy: bool = False,
+                        common_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs [N, T] (and entropy [N, T]) of the completion tokens where mask is 1
-    (0 elsewhere), from one forward of ``model``."""
+    (0 elsewhere), from one forward of ``model``. ``common_prefix=False``: no separate forward of
+    the prompts' common prefix (FSDP2 runs, whose layers reshard between forwards)."""
     import torch
 
     device = next(model.parameters()).device
     decoder, head = causal_lm_parts(model)
     n, t = completion_ids.shape
     unique = list(dict.fromkeys(tuple(x) for x in prompt_ids))
-    shared = len(unique) < n or common_prefix_len([list(x) for x in unique]) > 0
+    shared = len(unique) < n or (common_prefix and common_prefix_len([list(x) for x in unique]) > 0)
     if shared and t > 0 and not getattr(decoder, "gradient_checkpointing", False):
-        hidden = _shared_prefix_hidden(decoder, unique, prompt_ids, completion_ids, pad_id, device)  # [N, T, H]
+        hidden = _shared_prefix_hidden(decoder, unique, prompt_ids, completion_ids, pad_id, device,
+                                       common_prefix)  # [N, T, H]
         targets = completion_ids.to(device)  # [N, T]
     else:
         ids, att, pos, p = pack_rows(prompt_ids, completion_ids, pad_id, device)  # [N, P+T] x3
@@ -141,7 +144,7 @@ def common_prefix_len(prompts: list[list[int]]) -> int:
 
 
 def prefill_prompts(forward: Any, prompts: list[list[int]], pad_id: int, device: Any, cache_kw: str,
-                    **kw: Any) -> tuple[Any, Any, torch.Tensor]:
+                    common_prefix: bool = True, **kw: Any) -> tuple[Any, Any, torch.Tensor]:
     """Run U prompts into a fresh KV cache, their common prefix once: (output, cache, attention mask [U, C+S]).
 
     Layout: ``[common prefix (C)][left padding][own suffix]`` with position ids counting real
@@ -153,7 +156,7 @@ def prefill_prompts(forward: Any, prompts: list[list[int]], pad_id: int, device:
     import torch
     from transformers import DynamicCache
 
-    u, c = len(prompts), common_prefix_len(prompts)
+    u, c = len(prompts), common_prefix_len(prompts) if common_prefix else 0
     cache = DynamicCache()
     if c:
         prefix = torch.tensor([prompts[0][:c]], dtype=torch.long, device=device)  # [1, C]
@@ -168,7 +171,8 @@ def prefill_prompts(forward: Any, prompts: list[list[int]], pad_id: int, device:
 
 
 def _shared_prefix_hidden(decoder: Any, unique: list[tuple[int, ...]], prompt_ids: list[list[int]],
-                          completion_ids: torch.Tensor, pad_id: int, device: Any) -> torch.Tensor:
+                          completion_ids: torch.Tensor, pad_id: int, device: Any,
+                          common_prefix: bool = True) -> torch.Tensor:
     """Hidden states [N, T, H] before each completion token, with each distinct prompt run once.
 
     The G rows of a group share their prompt: the U distinct prompts go through the decoder once
@@ -185,7 +189,8 @@ def _shared_prefix_hidden(decoder: Any, unique: list[tuple[int, ...]], prompt_id
     index = {x: i for i, x in enumerate(unique)}
     rows = torch.tensor([index[tuple(x)] for x in prompt_ids], dtype=torch.long, device=device)  # [N]
     cache_kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
-    out, cache, att_p = prefill_prompts(decoder, [list(x) for x in unique], pad_id, device, cache_kw)
+    out, cache, att_p = prefill_prompts(decoder, [list(x) for x in unique], pad_id, device, cache_kw,
+                                        common_prefix)
     prompt_h = out.last_hidden_state  # [U, S, H]
     cache.batch_select_indices(rows)  # every layer's K/V: [U, kvH, C+S, D] -> [N, kvH, C+S, D]
     comp = completion_ids.to(device)  # [N, T]

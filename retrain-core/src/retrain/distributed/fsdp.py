@@ -50,7 +50,8 @@ class LogprobRoot(torch.nn.Module):
         from retrain.backends.logprobs import completion_logprobs
 
         lp, ent = completion_logprobs(self.model, prompt_ids, completion_ids, mask, pad_id=pad_id,
-                                      temperature=temperature, chunk=chunk, with_entropy=with_entropy)  # [n, T] x2
+                                      temperature=temperature, chunk=chunk, with_entropy=with_entropy,
+                                      common_prefix=False)  # [n, T] x2; FSDP2 reshards between forwards
         return lp.clone(), ent  # not a view: FSDP's pre-backward hook must stay attached
 
 
