@@ -55,6 +55,15 @@ def pack_rows(prompt_ids: list[list[int]], completion_ids: torch.Tensor, pad_id:
     return ids, att, positions(att), ids_p.shape[1]
 
 
+def cache_argument(model: Any) -> str:
+    """The KV-cache keyword of this model's (or decoder's) forward: ``cache`` (transformers >= 5.2x) or
+    ``past_key_values``."""
+    import inspect
+
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+
+
 def causal_lm_parts(model: Any) -> tuple[Any, Any]:
     """(decoder that returns hidden states, LM head) of a (possibly peft-wrapped) causal LM."""
     lm = model
@@ -182,13 +191,11 @@ def _shared_prefix_hidden(decoder: Any, unique: list[tuple[int, ...]], prompt_id
     get the summed gradient of their users) at about C + U*S + N*T instead of N*(P+T)
     token-forwards: on a CPU, where GRPO steps are compute-bound, the prompt is most of the work.
     """
-    import inspect
-
     import torch
 
     index = {x: i for i, x in enumerate(unique)}
     rows = torch.tensor([index[tuple(x)] for x in prompt_ids], dtype=torch.long, device=device)  # [N]
-    cache_kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    cache_kw = cache_argument(decoder)
     out, cache, att_p = prefill_prompts(decoder, [list(x) for x in unique], pad_id, device, cache_kw,
                                         common_prefix)
     prompt_h = out.last_hidden_state  # [U, S, H]

@@ -28,63 +28,12 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from retrain.engines.fast_weights import base_lm, cat_bias, linear_weight, supports
+
 if TYPE_CHECKING:
     import torch
 
-ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral")
-ROPE_TYPES = ("default", "llama3", "linear")
 PAD_MULTIPLE = 64
-
-
-def _base_lm(model: Any) -> Any:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def supports(model: Any) -> str | None:
-    """None when :class:`FastDecoder` can run ``model``, else the reason it cannot."""
-    lm = _base_lm(model)
-    cfg = lm.config
-    if cfg.model_type not in ARCHITECTURES:
-        return f"model_type {cfg.model_type!r} not in {ARCHITECTURES}"
-    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
-    if rope_type not in ROPE_TYPES:
-        return f"rope type {rope_type!r} not in {ROPE_TYPES}"
-    if getattr(cfg, "hidden_act", "silu") != "silu":
-        return f"activation {cfg.hidden_act!r} is not silu"
-    if getattr(cfg, "use_sliding_window", False):
-        return "sliding-window attention"
-    return None
-
-
-def _linear_weight(module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(effective weight, bias) of a linear layer, LoRA deltas of active adapters added in fp32."""
-    base = getattr(module, "base_layer", module)
-    w = base.weight.detach()
-    lora_a = getattr(module, "lora_A", None)
-    if lora_a is not None and not getattr(module, "disable_adapters", False) and not module.merged:
-        delta = None
-        for name in module.active_adapters:
-            if name not in lora_a:
-                continue
-            a = lora_a[name].weight.detach().float()  # [r, in]
-            b = module.lora_B[name].weight.detach().float()  # [out, r]
-            d = (b @ a) * module.scaling[name]  # [out, in]
-            if getattr(module, "fan_in_fan_out", False):
-                d = d.T
-            delta = d if delta is None else delta + d
-        if delta is not None:
-            w = (w.float() + delta).to(w.dtype)
-    bias = base.bias.detach() if getattr(base, "bias", None) is not None else None
-    return w, bias
-
-
-def _cat_bias(biases: list[torch.Tensor | None], sizes: list[int], like: torch.Tensor) -> torch.Tensor | None:
-    import torch
-
-    if all(b is None for b in biases):
-        return None
-    return torch.cat([b if b is not None else like.new_zeros(n) for b, n in zip(biases, sizes)])
 
 
 @dataclass
@@ -132,7 +81,7 @@ class FastDecoder:
         reason = supports(model)
         if reason is not None:
             raise ValueError(f"FastDecoder cannot run this model: {reason}")
-        lm = _base_lm(model)
+        lm = base_lm(model)
         cfg = lm.config
         param = next(lm.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -161,32 +110,32 @@ class FastDecoder:
         """Copy the current weights (LoRA merged) into the private, graph-stable buffers."""
         import torch
 
-        lm = _base_lm(model)
+        lm = base_lm(model)
         decoder = getattr(lm, lm.base_model_prefix)
         rotary = decoder.rotary_emb
         fresh: dict[str, Any] = {
             "embed": decoder.embed_tokens.weight.detach(),
             "norm": decoder.norm.weight.detach(),
-            "head": _linear_weight(lm.get_output_embeddings())[0],
+            "head": linear_weight(lm.get_output_embeddings())[0],
             "inv_freq": rotary.inv_freq.detach().float(),
             "rope_scale": float(getattr(rotary, "attention_scaling", 1.0)),
             "layers": [],
         }
         for layer in decoder.layers:
             att, mlp = layer.self_attn, layer.mlp
-            (wq, bq), (wk, bk), (wv, bv) = (_linear_weight(m) for m in (att.q_proj, att.k_proj, att.v_proj))
-            wg, _ = _linear_weight(mlp.gate_proj)
-            wu, _ = _linear_weight(mlp.up_proj)
+            (wq, bq), (wk, bk), (wv, bv) = (linear_weight(m) for m in (att.q_proj, att.k_proj, att.v_proj))
+            wg, _ = linear_weight(mlp.gate_proj)
+            wu, _ = linear_weight(mlp.up_proj)
             fresh["layers"].append({
                 "ln1": layer.input_layernorm.weight.detach(),
                 "ln2": layer.post_attention_layernorm.weight.detach(),
                 "wqkv": torch.cat([wq, wk, wv]),  # [(H + 2 kvH) D, hidden]
-                "bqkv": _cat_bias([bq, bk, bv], [wq.shape[0], wk.shape[0], wv.shape[0]], wq),
+                "bqkv": cat_bias([bq, bk, bv], [wq.shape[0], wk.shape[0], wv.shape[0]], wq),
                 "q_norm": att.q_norm.weight.detach() if hasattr(att, "q_norm") else None,
                 "k_norm": att.k_norm.weight.detach() if hasattr(att, "k_norm") else None,
-                "wo": _linear_weight(att.o_proj)[0],
+                "wo": linear_weight(att.o_proj)[0],
                 "wgu": torch.cat([wg, wu]),  # [2 I, hidden]
-                "wd": _linear_weight(mlp.down_proj)[0],
+                "wd": linear_weight(mlp.down_proj)[0],
             })
         if self.w is None:
             # private copies so that captured graphs keep valid pointers and training never sees them

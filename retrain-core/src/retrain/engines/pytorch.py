@@ -69,7 +69,7 @@ def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperat
     """
     import torch
 
-    from retrain.backends.logprobs import prefill_prompts
+    from retrain.backends.logprobs import cache_argument, prefill_prompts
 
     device = next(model.parameters()).device
     n = len(prompt_ids)
@@ -127,14 +127,6 @@ def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperat
         result.entropy.append(ent_t[i, :length].tolist())
         result.finish_reasons.append("stop" if k is not None else "length")
     return result
-
-
-def cache_argument(model: Any) -> str:
-    """The KV-cache keyword of this model's forward: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
-    import inspect
-
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
 
 def stop_token_ids(tokenizer: Any, model: Any) -> set[int]:
