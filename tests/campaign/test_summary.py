@@ -103,3 +103,72 @@ def test_cli_status_summary_plot(campaign, tmp_path):
     assert out.returncode == 0 and (tmp_path / "p" / "reward.png").is_file()
     out = _cli("plot", str(tmp_path / "nothing"))
     assert out.returncode == 2 and out.stderr.startswith("error: ") and len(out.stderr.splitlines()) == 1
+
+
+# Final held-out accuracy of 4 seeds per condition, for the hand-computed statistics below.
+FINALS = {"grpo": [0.30, 0.35, 0.40, 0.35], "maxrl": [0.40, 0.45, 0.45, 0.50], "noisy": [0.20, 0.45, 0.50, 0.35]}
+
+
+@pytest.fixture
+def four_seeds(tmp_path):
+    for cond, finals in FINALS.items():
+        for seed, final in enumerate(finals, start=1):
+            _write_run(tmp_path / f"{cond}-s{seed}", [0.1, 0.2], (0.1, final))
+    _write_run(tmp_path / "noisy-s9", [0.1, 0.2], (0.1, 0.9))  # no grpo seed 9: left out of the pairing
+    return tmp_path
+
+
+def test_intervals_and_paired_differences_by_hand(four_seeds):
+    s = summarize(four_seeds, ["eval/pass@1"])
+    assert s["baseline"] == "grpo"  # the first condition
+    # grpo: mean 0.35; squared deviations .0025 + 0 + .0025 + 0 = .005, /3 -> std 0.0408248;
+    # t(0.975, 3) = 3.182446 (textbook table 3.182); half width 3.182446 * 0.0408248 / 2 = 0.0649614
+    g = s["conditions"]["grpo"]["eval/pass@1"]
+    assert (g["final_mean"], g["final_std"], g["n"]) == (pytest.approx(0.35), pytest.approx(0.0408248, abs=1e-7), 4)
+    assert g["final_ci95"] == pytest.approx([0.35 - 0.0649614, 0.35 + 0.0649614], abs=1e-6)
+    # maxrl - grpo by seed: .10 .10 .05 .15 -> mean 0.10, the same std and half width: [0.0350386, 0.1649614]
+    d = s["paired"]["maxrl"]["eval/pass@1"]
+    assert d["seeds"] == [1, 2, 3, 4] and d["differences"] == pytest.approx([0.10, 0.10, 0.05, 0.15])
+    assert d["ci95"] == pytest.approx([0.0350386, 0.1649614], abs=1e-6) and d["includes_zero"] is False
+    # noisy - grpo: -.10 .10 .10 0 -> mean 0.025; squared deviations .015625 .005625 .005625 .000625
+    # = .0275, /3 -> std 0.0957427; half width 3.182446 * 0.0957427 / 2 = 0.152348 -> [-0.127348, 0.177348]
+    d = s["paired"]["noisy"]["eval/pass@1"]
+    assert d["n"] == 4 and d["std"] == pytest.approx(0.0957427, abs=1e-7)
+    assert d["ci95"] == pytest.approx([-0.127348, 0.177348], abs=1e-6) and d["includes_zero"] is True
+    # noisy alone has 5 seeds (seed 9 too): mean (1.5 + 0.9) / 5 = 0.48
+    assert s["conditions"]["noisy"]["eval/pass@1"]["n"] == 5
+    assert s["conditions"]["noisy"]["eval/pass@1"]["final_mean"] == pytest.approx(0.48)
+    text = format_summary(s)
+    assert "final value minus grpo's, paired by seed:" in text
+    paired = {line.split()[0]: line for line in text.split("paired by seed:")[1].splitlines()[2:]}
+    assert paired["noisy"].endswith("[-0.1273, 0.1773]  includes 0")
+    assert paired["maxrl"].endswith("+0.1000 ± 0.0408  [0.0350, 0.1650]")
+
+
+def test_baseline_option_and_single_seed(four_seeds, tmp_path):
+    s = summarize(four_seeds, ["eval/pass@1"], baseline="maxrl")
+    assert set(s["paired"]) == {"grpo", "noisy"}
+    assert s["paired"]["grpo"]["eval/pass@1"]["mean"] == pytest.approx(-0.10)
+    _write_run(tmp_path / "one" / "x-s1", [0.1], (0.0, 0.5))
+    one = summarize(tmp_path / "one")["conditions"]["x"]["eval/pass@1"]
+    assert one["final_ci95"] is None and "[n<2]" in format_summary(summarize(tmp_path / "one"))
+
+
+def test_cli_baseline(four_seeds):
+    out = _cli("campaign", "summary", str(four_seeds), "--metric", "eval/pass@1", "--baseline", "maxrl", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["paired"]["noisy"]["eval/pass@1"]["mean"] == pytest.approx(-0.075)
+    out = _cli("campaign", "summary", str(four_seeds), "--baseline", "maxrll")
+    assert out.returncode == 2
+    assert out.stderr == (f'error: {four_seeds}: --baseline maxrll: no such condition (conditions: grpo, maxrl, noisy). '
+                          'Did you mean "maxrl"?\n')
+
+
+def test_t_quantile_matches_the_textbook_table():
+    from retrain.campaign.stats import t_quantile
+
+    # Student-t 0.975 quantiles as printed in every table (3 decimals), and the normal limit 1.960
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 10: 2.228, 30: 2.042, 1000: 1.962}
+    for df, t in table.items():
+        assert t_quantile(0.975, df) == pytest.approx(t, abs=5e-4), df
+    assert t_quantile(0.025, 4) == pytest.approx(-2.776, abs=5e-4)

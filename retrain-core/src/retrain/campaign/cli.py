@@ -93,11 +93,14 @@ def campaign_app() -> typer.Typer:
     @_one_line_errors
     def summary(path: Annotated[Path, typer.Argument(help="Campaign directory (or a folder of run directories).")],
                 metric: Annotated[list[str] | None, typer.Option("--metric", help="Metric(s) to summarise.")] = None,
+                baseline: Annotated[str | None, typer.Option(
+                    "--baseline", help="Condition the others are compared with, paired by seed (default: the first).")] = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Final and best metrics per condition: mean ± std over seeds."""
+        """Final and best metrics per condition (mean ± std, 95% t-interval over seeds) and paired
+        differences against a baseline condition."""
         from retrain.campaign.summary import format_summary, summarize
 
-        result = summarize(path, metric or None)
+        result = summarize(path, metric or None, baseline)
         typer.echo(json.dumps(result, indent=2) if as_json else format_summary(result))
 
     @app.command("run")
