@@ -132,3 +132,55 @@ def test_credit_rejects_ragged_groups(tok):
     ro = make_rollouts(tok, ["a", "b", "c"], group_size=3)
     with pytest.raises(RetrainError, match="2 rewards do not form groups of 3"):
         credit.compute(torch.tensor([1.0, 0.0]), ro, step=0)
+
+
+# -- maxrl with negative rewards (docs/advantages.md "maxrl with negative rewards") ---------------------
+def test_maxrl_negative_group_mean_keeps_the_best_sample_on_top():
+    # m = min(0, -1) = -1; s = [0, 0.5, 1, 1.5]; mean 0.75; A = (s - 0.75) / 0.75
+    adv = MaxRL(eps=0.0)(torch.tensor([[-1.0, -0.5, 0.0, 0.5]]))[0].tolist()
+    assert adv == pytest.approx([-1.0, -1 / 3, 1 / 3, 1.0], abs=1e-7)
+
+
+def test_maxrl_zero_mean_with_spread_stays_bounded():
+    # [-1, 1]: mean 0 (dividing by it would give +-1e6); shifted [0, 2], mean 1 -> [-1, 1]
+    assert MaxRL()(torch.tensor([[-1.0, 1.0]]))[0].tolist() == pytest.approx([-1.0, 1.0], rel=1e-5)
+    # all negative: [-3, -2, -2, -1] -> s = [0, 1, 1, 2], mean 1 -> [-1, 0, 0, 1]
+    assert MaxRL(eps=0.0)(torch.tensor([[-3.0, -2.0, -2.0, -1.0]]))[0].tolist() == [-1.0, 0.0, 0.0, 1.0]
+
+
+def test_maxrl_non_negative_rewards_are_the_papers_formula():
+    r = torch.tensor([[0.5, 1.0, 0.0, 0.25]])  # mean 0.4375, min 0: no shift
+    assert MaxRL(eps=0.0)(r)[0].tolist() == pytest.approx([(x - 0.4375) / 0.4375 for x in (0.5, 1.0, 0.0, 0.25)])
+
+
+def test_advantage_sign_check_names_step_group_and_numbers():
+    from retrain.errors import NumericsError
+    from retrain.train.guards import check_advantage_signs
+
+    r = torch.tensor([[1.0, 0.0], [-1.0, -0.5]])
+    check_advantage_signs(r, MaxRL()(r), step=3)  # the fixed maxrl passes
+    old_maxrl = (r - r.mean(1, keepdim=True)) / r.mean(1, keepdim=True)  # the pre-fix formula: [[1, -1], [-1/3, 1/3]]
+    with pytest.raises(NumericsError) as info:
+        check_advantage_signs(r, old_maxrl, step=3, where='advantage mode "maxrl"')
+    assert str(info.value) == (
+        'advantage mode "maxrl" at step 3: advantages [0.333333, -0.333333] contradict rewards [-1.0, -0.5] in '
+        "group 1 (a sample above the group mean got a negative advantage, or one below it a positive one); it "
+        "would push the better samples down.")
+    with pytest.raises(NumericsError, match=r"at step 4: non-finite advantages \[nan, 0.0\] for group 0"):
+        check_advantage_signs(r, torch.tensor([[float("nan"), 0.0], [0.0, 0.0]]), step=4)
+
+
+def test_credit_refuses_an_advantage_that_contradicts_the_rewards(tok, tmp_path, monkeypatch):
+    """A custom advantage mode that flips signs stops the step through the real credit assigner."""
+    from retrain.errors import NumericsError
+
+    (tmp_path / "flip_adv.py").write_text("def flipped(rewards):\n    return rewards.mean(1, keepdim=True) - rewards\n")
+    monkeypatch.chdir(tmp_path)
+    ctx = make_ctx({"algorithm": {"advantage_mode": "flip_adv.flipped"}}, tokenizer=tok)
+    from retrain.advantages.credit import build_credit
+
+    credit = build_credit(ctx)
+    rollouts = make_rollouts(tok, ["a", "b", "c", "d"], group_size=2)
+    with pytest.raises(NumericsError, match=r'^advantage mode "flip_adv.flipped" at step 7: advantages \[-0.5, 0.5\] '
+                                            r"contradict rewards \[1.0, 0.0\] in group 0"):
+        credit.compute(torch.tensor([1.0, 0.0, 0.0, 1.0]), rollouts, 7)

@@ -216,7 +216,7 @@ def test_dotted_path_to_a_file_in_the_working_directory(tmp_path, write_config, 
 
 def test_help_init_and_man(tmp_path):
     ref = run_cli("help", "training")
-    assert ref.returncode == 0 and "  max_steps = 100  (integer)\n      Optimizer steps.\n" in ref.stdout
+    assert ref.returncode == 0 and "  max_steps = 100  (integer)\n      Optimizer steps. Range: at least 1.\n" in ref.stdout
     assert run_cli("help", "trainig").stderr == "error: retrain help: unknown section [trainig]. Did you mean [training]?\n"
     assert "[plugins]" in run_cli("help").stdout
     init = run_cli("init", "new.toml", cwd=tmp_path)

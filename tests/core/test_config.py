@@ -142,3 +142,80 @@ def test_starter_config_is_valid_toml_that_loads_to_the_defaults(tmp_path):
     for section, cls in SECTIONS.items():  # every key is present, active or commented out
         for key in cfg.section(section):
             assert f"\n{key} = " in text or f"\n# {key} = " in text, (section, key)
+
+
+# -- value checks (retrain.config.values: one checker for core keys and plugin options) -----------------
+@pytest.mark.parametrize("section,key,value,message", [
+    ("training", "lr", float("nan"), "[training] lr = nan: must be a finite number."),
+    ("training", "lr", float("inf"), "[training] lr = inf: must be a finite number."),
+    ("training", "lr", -1e-5, "[training] lr = -1e-05: must be at least 0."),
+    ("training", "temperature", float("nan"), "[training] temperature = nan: must be a finite number."),
+    ("training", "temperature", 0, "[training] temperature = 0: must be > 0 (sampling is stochastic; use [eval] "
+                                   "for greedy decoding)."),
+    ("training", "max_grad_norm", float("nan"), "[training] max_grad_norm = nan: must be a finite number."),
+    ("algorithm", "clip_eps_low", -0.1, "[algorithm] clip_eps_low = -0.1: must be in [0, 1]."),
+    ("training", "save_every", -1, "[training] save_every = -1: must be at least 0."),
+    ("training", "keep_checkpoints", 0, "[training] keep_checkpoints = 0: must be at least 1."),
+    ("training", "warmup_steps", -5, "[training] warmup_steps = -5: must be at least 0."),
+    ("eval", "num_problems", 0, "[eval] num_problems = 0: must be at least 1."),
+    ("backend", "micro_batch_size", -1, "[backend] micro_batch_size = -1: must be at least 0."),
+    ("reward", "workers", 0, "[reward] workers = 0: must be at least 1."),
+    ("eval", "pass_k", 0, "[eval] pass_k = 0: must be at least 1."),
+    ("backend", "logprob_chunk", 0, "[backend] logprob_chunk = 0: must be at least 1."),
+    ("training", "seed", 12345678901234567890,
+     "[training] seed = 12345678901234567890: does not fit in a 64-bit integer (TOML's integer range)."),
+    ("training", "top_p", 0, "[training] top_p = 0: must be in (0, 1]."),
+    ("campaign", "seeds", [1, float("nan")], "[campaign] seeds = [1, nan]: expected list of integer, got list."),
+])
+def test_out_of_range_and_non_finite_values(section, key, value, message):
+    assert error_of(config_from_dict, {section: {key: value}}, source="r.toml") == f"r.toml: {message}"
+
+
+def test_group_size_one_is_refused_for_group_relative_advantages():
+    assert error_of(config_from_dict, {"training": {"group_size": 1}}, source="r.toml") == (
+        "r.toml: [training] group_size = 1: advantage_mode maxrl compares the samples of one prompt, so with 1 "
+        "every advantage is 0 and nothing trains; use group_size >= 2.")
+    # a custom advantage may use one sample per prompt
+    cfg = config_from_dict({"training": {"group_size": 1}, "algorithm": {"advantage_mode": "my.adv"}})
+    assert cfg.training.group_size == 1
+
+
+def test_devices_must_name_a_known_device():
+    assert error_of(config_from_dict, {"backend": {"devices": "fpga"}}, source="r.toml") == (
+        'r.toml: [backend] devices = "fpga": unknown device. Expected auto, cpu, cpu:N (N processes), gpu:0 or gpu:0,1.')
+    assert error_of(config_from_dict, {"backend": {"devices": "gpux"}}, source="r.toml").endswith(
+        'Did you mean "gpu"?')
+    for ok in ("auto", "cpu", "cpu:2", "gpu", "gpu:0", "gpu:0,1", "cuda:1", "mps"):
+        assert config_from_dict({"backend": {"devices": ok}}).backend.devices == ok
+
+
+def test_non_utf8_config_names_the_file_and_line(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"[training]\n# caf\xe9\nmax_steps = 5\n")
+    assert error_of(load_config, path) == f"{path}: not UTF-8 text (byte 0xe9 on line 2); save the file as UTF-8."
+
+
+def test_plugin_options_use_the_same_checker():
+    from typing import Annotated
+
+    from retrain.components import Option, check_option_value
+    from retrain.config.values import Bounds
+
+    opt = Option("scale", "float", 1.0, False, float)
+    assert check_option_value(opt, "x") == '= "x": expected number, got string.'
+    assert check_option_value(opt, float("nan")) == "= nan: must be a finite number."
+    ranged = Option("p", "", 0.5, False, Annotated[float, Bounds(gt=0, le=1)])
+    assert check_option_value(ranged, 2) == "= 2: must be in (0, 1]."
+    assert check_option_value(ranged, 1) == ""
+    assert check_option_value(Option("n", "", 1, False, int | None), None) == ""
+    assert check_option_value(Option("n", "", 1, False, int | None), "a") == '= "a": expected integer, got string.'
+
+
+def test_reference_names_types_as_errors_do():
+    from retrain.cli.reference import config_reference_markdown
+
+    text = config_reference_markdown()
+    assert "| `lr` | number | `1e-05` | AdamW learning rate (constant after warm-up). Range: at least 0. |" in text
+    types = {line.split(" | ")[1] for line in text.splitlines() if line.startswith("| `")}
+    assert types == {"string", "integer", "number", "boolean", "table", "list of string", "list of integer",
+                     "list of table"}

@@ -91,7 +91,7 @@ def test_unknown_option_lists_accepted_ones_with_did_you_mean():
 def test_option_types_are_checked_and_required_options_named():
     reg = registry(module("good", GOOD))
     assert message(reg.build, "advantage", "scaled", options={"scale": "big"}, section_label="r.toml [scaled]") == \
-        "r.toml [scaled]: scale = 'big': expected number, got str."
+        "r.toml [scaled]: scale = \"big\": expected number, got string."
     assert message(reg.build, "advantage", "needs_path", options={}, section_label="r.toml [needs_path]") == \
         'r.toml [needs_path]: advantage mode "needs_path" needs option(s) path.'
 
@@ -199,7 +199,7 @@ def test_check_config_resolves_selected_names_and_validates_plugin_sections(monk
     assert message(reg.check_config, bad) == \
         'r.toml [scaled]: unknown option scael for advantage mode "scaled". Did you mean scale? Accepted: center, scale.'
     bad = config_from_dict({**base, "scaled": {"scale": "x"}}, source="r.toml")
-    assert message(reg.check_config, bad) == "r.toml [scaled]: scale = 'x': expected number, got str."
+    assert message(reg.check_config, bad) == "r.toml [scaled]: scale = \"x\": expected number, got string."
     bad = config_from_dict({**base, "algorithm": {"advantage_mode": "scaledd"}}, source="r.toml")
     assert message(reg.check_config, bad).startswith(
         'r.toml [algorithm] advantage_mode = "scaledd": no such advantage mode. Did you mean "scaled"?')

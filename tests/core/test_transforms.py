@@ -364,3 +364,25 @@ def test_token_spans_metaspace_leading_spaces():
     assert text == "so let me check x=1"
     assert spans == [(0, 2), (2, 6), (6, 9), (9, 15), (15, 17), (17, 18), (18, 19)]
     assert planning_row(ids, sp, phrase_pattern(["let me check"])) == [False, True, True, True, False, False, False]
+
+
+def test_overlapping_phrases_are_all_marked():
+    """"so the answer" then "the answer is": the second starts inside the first; both are planning."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from retrain.advantages.planning import phrase_pattern, planning_row
+
+    vocab = {"<unk>": 0, "so": 1, "the": 2, "answer": 3, "is": 4, "4": 5, "x": 6}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    from tokenizers import decoders
+
+    tk.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>")
+    ids = [6, 1, 2, 3, 4, 5]  # "x so the answer is 4"
+    assert tok.decode(ids) == "x so the answer is 4"
+    pattern = phrase_pattern(["so the answer", "the answer is"])
+    assert planning_row(ids, tok, pattern) == [False, True, True, True, True, False]
+    # one phrase alone marks only its own tokens
+    assert planning_row(ids, tok, phrase_pattern(["so the answer"])) == [False, True, True, True, False, False]

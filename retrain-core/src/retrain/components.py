@@ -95,41 +95,16 @@ def jsonable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else repr(value)
 
 
-_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "table", list: "list"}
-
-
-def _matches(value: Any, tp: Any) -> bool | None:
-    """True/False when ``tp`` is a simple type we can check; None when we cannot tell."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        results = [_matches(value, arg) for arg in typing.get_args(tp)]
-        return None if None in results else any(results)
-    if tp is type(None):
-        return value is None
-    if origin is list:
-        args = typing.get_args(tp)
-        if not isinstance(value, list):
-            return False
-        checks = [_matches(v, args[0]) for v in value] if args else []
-        return None if None in checks else all(checks)
-    if origin is dict:
-        return isinstance(value, dict)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp in (str, bool, dict, list):
-        return isinstance(value, tp)
-    return None
-
-
 def check_option_value(option: Option, value: Any) -> str:
-    """'' when ``value`` fits the option's annotation (or it cannot be checked), else why not."""
-    if option.annotation is None or _matches(value, option.annotation) is not False:
+    """'' when ``value`` fits the option's annotation (or it cannot be checked), else why not.
+    The same checker as core config keys (retrain.config.values)."""
+    if option.annotation is None:
         return ""
-    tp = option.annotation
-    expected = _TYPE_NAMES.get(tp, option.type or str(tp))
-    return f"= {value!r}: expected {expected}, got {type(value).__name__}."
+    from retrain.config import _show
+    from retrain.config.values import check_value
+
+    problem, _ = check_value(value, option.annotation)
+    return f"= {_show(value)}: {problem}" if problem else ""
 
 
 def _import_file(file: Path, label: str) -> Any:

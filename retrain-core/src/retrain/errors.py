@@ -14,6 +14,11 @@ class ConfigError(RetrainError):
     """A bad configuration value, key, section or file."""
 
 
+class NumericsError(RetrainError):
+    """Numbers that cannot be right (non-finite loss, advantages against the rewards, an engine
+    whose logprobs disagree with the trainer's): the run stops with one line naming step and quantity."""
+
+
 class PluginError(RetrainError):
     """A plugin or component that cannot be loaded or selected."""
 

@@ -121,6 +121,22 @@ def convert_gguf(gguf: Path) -> Path:
     return target
 
 
+def check_model_config(file: Path, where: str) -> None:
+    """A model folder's config.json must be a UTF-8 JSON object naming its model_type (checked before loading)."""
+    import json
+
+    from retrain.config import read_utf8
+
+    try:
+        data = json.loads(read_utf8(file, f"{where}: {file}"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: {file} is not valid JSON ({e.msg}, line {e.lineno}); the model folder is "
+                          "damaged: copy or download it again.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        raise ConfigError(f"{where}: {file} has no model_type, so it is not a transformers model config; the "
+                          "model folder is damaged or not a model.")
+
+
 def resolve_model_source(model: str) -> ModelSource:
     """Resolve ``[model] model`` (see the module docstring for the order)."""
     where = f'[model] model = "{model}"'
@@ -132,6 +148,7 @@ def resolve_model_source(model: str) -> ModelSource:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"{where}: the folder has no config.json (not a transformers model folder).")
+        check_model_config(path / "config.json", where)
         return ModelSource(str(path))
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise ConfigError(f"{where}: no such folder.")

@@ -22,6 +22,7 @@ from retrain.advantages.episode import equal_groups
 from retrain.advantages.sepa import CORRECT_THRESHOLD, SEPAController
 from retrain.advantages.transforms import TransformSpec
 from retrain.errors import PluginError, RetrainError
+from retrain.train.guards import check_advantage_signs
 
 if TYPE_CHECKING:
     import torch
@@ -110,6 +111,12 @@ class Credit:
         self.ctx = ctx
         self._tokenizer = tokenizer
 
+    @property
+    def advantage_name(self) -> str:
+        cfg = getattr(self.ctx, "config", None)
+        return cfg.algorithm.advantage_mode if cfg is not None else getattr(
+            self.advantage, "__name__", type(self.advantage).__name__)
+
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Controller state for checkpoints (JSON-serialisable; empty without a SEPA controller)."""
@@ -131,7 +138,10 @@ class Credit:
     def uncertainty(self, rollouts: Rollouts) -> torch.Tensor:
         """Per-token uncertainty ``[N, T]``: surprisal (-log p of the sampled token) or entropy."""
         if self.uncertainty_kind == "surprisal":
-            return (-rollouts.logprobs).detach().float() * rollouts.mask  # [N, T]
+            # a non-finite engine logprob is train/guards.py's to report (the update is skipped); 0 keeps
+            # the transform finite meanwhile
+            surprisal = (-rollouts.logprobs).detach().float().nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)  # [N, T]
+            return surprisal * rollouts.mask  # [N, T]
         if rollouts.entropy is not None:
             return rollouts.entropy.detach().float() * rollouts.mask  # [N, T]
         backend = getattr(self.ctx, "backend", None)
@@ -156,6 +166,7 @@ class Credit:
         adv = torch.as_tensor(self.advantage(grouped), dtype=torch.float)  # [B, G]
         if adv.shape != grouped.shape:
             raise PluginError(f"advantage mode returned shape {tuple(adv.shape)} for rewards {tuple(grouped.shape)}.")
+        check_advantage_signs(grouped, adv, step, where=f'advantage mode "{self.advantage_name}"')
         device = rollouts.mask.device
         episode = adv.reshape(-1).to(device)  # [N]
         valid = rollouts.mask > 0  # [N, T]

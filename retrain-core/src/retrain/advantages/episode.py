@@ -47,12 +47,20 @@ class DrGRPO:
 
 
 class MaxRL:
-    """Maximum-likelihood RL: A_i = (r_i - mean_g) / (mean_g + eps); all-zero group -> 0 (arXiv 2602.02710)."""
+    """Maximum-likelihood RL: A_i = (r_i - mean_g) / (mean_g + eps); all-zero group -> 0 (arXiv 2602.02710).
+
+    The formula reads rewards as pass rates (>= 0). A group with a negative reward is first shifted
+    so that its minimum is 0 (s_i = r_i - min_g), which keeps every sign and order right: the best
+    sample gets the largest advantage, and -1 <= A_i <= G - 1
+    (docs/advantages.md).
+    """
 
     def __init__(self, eps: float = 1e-6) -> None:
         self.eps = eps
 
     def __call__(self, rewards: torch.Tensor) -> torch.Tensor:
-        mean = rewards.mean(dim=1, keepdim=True)  # [B, 1]
-        adv = (rewards - mean) / (mean + self.eps)  # [B, G]
+        floor = rewards.min(dim=1, keepdim=True).values.clamp(max=0.0)  # [B, 1]: 0 unless a reward is negative
+        shifted = rewards - floor  # [B, G], >= 0
+        mean = shifted.mean(dim=1, keepdim=True)  # [B, 1]
+        adv = (shifted - mean) / (mean + self.eps)  # [B, G]
         return _zero_equal_groups(adv, rewards)

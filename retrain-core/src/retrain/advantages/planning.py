@@ -3,8 +3,8 @@
 A completion's tokens are decoded incrementally (a short sliding window, as streaming
 detokenisers do, so multi-byte characters and leading-space markers come out right); each token
 gets the character span it added to the text. Phrases are matched case-insensitively on word
-boundaries with any whitespace between words; every token whose span overlaps a match is a
-planning token. The rest are execution tokens.
+boundaries with any whitespace between words, overlapping phrases included; every token whose
+span overlaps a match is a planning token. The rest are execution tokens.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def read_phrases_file(path: str | Path, where: str = "[planning] phrases_file") 
         raise ConfigError(f'{where} = "{path}": no such file. Write one phrase per line, or create it with '
                           "`retrain hicra mine RUN_DIR`.")
     out = []
-    for line in p.read_text(encoding="utf-8").splitlines():
+    from retrain.config import read_utf8
+
+    for line in read_utf8(p, f'{where} = "{path}"').splitlines():
         phrase = line.split("\t", 1)[0].strip()
         if phrase and not phrase.startswith("#"):
             out.append(phrase)
@@ -59,7 +61,11 @@ def resolve_path(path: str, ctx: RunContext | None) -> Path:
 
 
 def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern[str] | None:
-    """One case-insensitive regex matching any phrase on word boundaries (longest first)."""
+    """One case-insensitive regex finding every phrase on word boundaries, overlaps included.
+
+    The alternation sits in a lookahead, so ``finditer`` tries every start position and a phrase
+    that begins inside an earlier match is found too ("so the answer" then "the answer is" in
+    "so the answer is 4"); group 1 is the matched phrase (longest first at each position)."""
     alts = []
     for phrase in sorted({p.strip().lower() for p in phrases if p.strip()}, key=len, reverse=True):
         words = phrase.split()
@@ -67,7 +73,7 @@ def phrase_pattern(phrases: list[str] | tuple[str, ...]) -> re.Pattern[str] | No
         left = r"(?<![\w])" if re.match(r"\w", phrase) else ""
         right = r"(?![\w])" if re.search(r"\w$", phrase) else ""
         alts.append(left + body + right)
-    return re.compile("|".join(alts), re.IGNORECASE) if alts else None
+    return re.compile("(?=(" + "|".join(alts) + "))", re.IGNORECASE) if alts else None
 
 
 def _decoder(tokenizer: Any) -> Any:
@@ -107,7 +113,7 @@ def planning_row(ids: list[int], tokenizer: Any, pattern: re.Pattern[str] | None
     if pattern is None or not ids or not pattern.search(_decoder(tokenizer)(ids)):
         return [False] * len(ids)  # one decode call instead of two per token for rows without phrases
     text, spans = token_char_spans(ids, tokenizer)
-    matches = [m.span() for m in pattern.finditer(text)]
+    matches = [m.span(1) for m in pattern.finditer(text)]  # overlapping phrases each give a span
     flags = [False] * len(ids)
     if not matches:
         return flags

@@ -35,10 +35,29 @@ def resolve_device(devices: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if devices == "cpu":
         return "cpu"
+    check_devices_present(devices)
     if devices.startswith("gpu"):
         idx = devices.partition(":")[2].split(",")[0] or "0"
         return f"cuda:{idx}"
     return devices
+
+
+def check_devices_present(devices: str, where: str = "[backend] devices") -> None:
+    """A GPU named in ``devices`` (gpu, gpu:I,J, cuda:I, mps) must exist here; one line otherwise."""
+    import torch
+
+    kind, _, rest = devices.partition(":")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f'{where} = "{devices}": this machine has no MPS device; use "cpu" or "auto".')
+    if kind not in ("gpu", "cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ConfigError(f'{where} = "{devices}": this machine has no CUDA GPU (torch.cuda.is_available() is '
+                          'False); use "cpu" or "auto".')
+    missing = [i for i in (rest.split(",") if rest else []) if int(i) >= count]
+    if missing:
+        raise ConfigError(f'{where} = "{devices}": no GPU {missing[0]} here ({count} visible: 0-{count - 1}).')
 
 
 def resolve_dtype(dtype: str, device: str) -> Any:

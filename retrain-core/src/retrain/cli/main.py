@@ -166,6 +166,9 @@ def run_command(
     from retrain.distributed.launch import launch, needs_launch, processes
 
     if needs_launch(cfg.backend.devices):  # "gpu:0,1" / "cpu:2": the same command under torchrun
+        from retrain.backends.local import check_devices_present
+
+        check_devices_present(cfg.backend.devices, f"{cfg.source}: [backend] devices")  # before any process starts
         args = [str(config), *(["--seed", str(seed)] if seed is not None else []),
                 *(["--wandb-project", wandb_project] if wandb_project else []),
                 *[x for kv in (set_ or []) for x in ("--set", kv)], *(["--resume", resume] if resume else [])]

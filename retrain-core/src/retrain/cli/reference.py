@@ -14,6 +14,7 @@ from typing import Any
 
 from retrain.config import _toml_value
 from retrain.config.schema import SECTIONS, toml_key
+from retrain.config.values import type_name
 
 #: Sections written active by ``retrain init``; the others are written commented out.
 STARTER_ACTIVE = ("backend", "model", "algorithm", "training", "inference", "data", "reward", "logging", "eval")
@@ -25,18 +26,17 @@ def _default(f: Any) -> Any:
     return f.default_factory()  # type: ignore[misc]
 
 
-def _type(tp: Any) -> str:
-    if typing.get_origin(tp) is list:
-        (arg,) = typing.get_args(tp) or (Any,)
-        return f"list[{_type(arg)}]"
-    return {str: "string", int: "integer", float: "float", bool: "boolean", dict: "table"}.get(tp, str(tp))
+def _doc(f: Any) -> str:
+    """The key's doc line plus its range, as values.check_value enforces it."""
+    bounds = f.metadata.get("bounds")
+    return f.metadata.get("doc", "") + (f" Range: {bounds.text()}." if bounds else "")
 
 
 def _rows(section: str) -> list[tuple[str, str, str, str, tuple[str, ...] | None]]:
     """(key, type, default as TOML, doc, choices) for each key of a core section."""
     cls = SECTIONS[section]
     hints = typing.get_type_hints(cls)
-    return [(toml_key(f.name), _type(hints[f.name]), _toml_value(_default(f)), f.metadata.get("doc", ""),
+    return [(toml_key(f.name), type_name(hints[f.name]), _toml_value(_default(f)), _doc(f),
              f.metadata.get("choices")) for f in fields(cls)]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from retrain.config.schema import KEY_ALIASES, SECTIONS, section_keys, toml_key
+from retrain.config.values import check_value, toml_type
 from retrain.errors import ConfigError, did_you_mean
 
 if sys.version_info >= (3, 11):
@@ -80,48 +81,6 @@ def _redact(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (arg,) = typing.get_args(tp) or (Any,)
-        return f"list of {_type_name(arg)}"
-    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "table"}.get(tp, str(tp))
-
-
-def _check_type(value: Any, tp: Any) -> tuple[bool, Any]:
-    """(ok, coerced value). ints are accepted where floats are expected; bools are not ints."""
-    origin = typing.get_origin(tp)
-    if origin is list:
-        if not isinstance(value, list):
-            return False, value
-        (arg,) = typing.get_args(tp) or (Any,)
-        out = []
-        for item in value:
-            ok, item = _check_type(item, arg)
-            if not ok:
-                return False, value
-            out.append(item)
-        return True, out
-    if tp is Any:
-        return True, value
-    if tp is float:
-        return (isinstance(value, (int, float)) and not isinstance(value, bool)), (
-            float(value) if isinstance(value, (int, float)) else value)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is dict:
-        return isinstance(value, dict), value
-    if tp is str:
-        return isinstance(value, str), value
-    return isinstance(value, tp), value
-
-
-def _resolved_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def config_from_dict(data: dict[str, Any], source: str = "<config>",
                      plugin_sections: set[str] | None = None,
                      section_hints: dict[str, str] | None = None) -> Config:
@@ -141,14 +100,14 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>",
             if plugin_sections is None and did_you_mean(name, SECTIONS):  # plugins unknown: still catch typos
                 raise ConfigError(_unknown_section(name, source, set(), {}))
             if not isinstance(body, dict):
-                raise ConfigError(f"{source}: [{name}] must be a table, got {_toml_type(body)}.")
+                raise ConfigError(f"{source}: [{name}] must be a table, got {toml_type(body)}.")
             extra[name] = dict(body)
             continue
         if not isinstance(body, dict):
-            raise ConfigError(f"{source}: {name} must be a table [{name}], got {_toml_type(body)}.")
+            raise ConfigError(f"{source}: {name} must be a table [{name}], got {toml_type(body)}.")
     for name, cls in SECTIONS.items():
         body = dict(data.get(name, {}) or {})
-        types = _resolved_types(cls)
+        types = typing.get_type_hints(cls)
         valid = section_keys(name)
         kwargs: dict[str, Any] = {}
         for key, value in body.items():
@@ -157,11 +116,11 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>",
                 raise ConfigError(f"{source}: unknown key [{name}] {key}."
                                   f"{hint or ' Valid keys: ' + ', '.join(valid) + '.'}")
             attr = KEY_ALIASES.get(key, key)
-            ok, coerced = _check_type(value, types[attr])
-            if not ok:
-                raise ConfigError(f"{source}: [{name}] {key} = {_show(value)}: expected {_type_name(types[attr])}, "
-                                  f"got {_toml_type(value)}.")
-            choices = next(f.metadata.get("choices") for f in fields(cls) if f.name == attr)
+            meta = next(f.metadata for f in fields(cls) if f.name == attr)
+            problem, coerced = check_value(value, types[attr], meta.get("bounds"))
+            if problem:
+                raise ConfigError(f"{source}: [{name}] {key} = {_show(value)}: {problem}")
+            choices = meta.get("choices")
             if choices and coerced not in choices:
                 raise ConfigError(f"{source}: [{name}] {key} = {_show(value)}: must be one of "
                                   f"{', '.join(choices)}." + did_you_mean(str(value), choices))
@@ -191,27 +150,33 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-def _toml_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    return {str: "string", int: "integer", float: "number", dict: "table", list: "list"}.get(
-        type(value), type(value).__name__)
+#: Advantage modes that compare the samples of one prompt (a group of 1 gives advantage 0).
+GROUP_RELATIVE = ("grpo", "dr_grpo", "maxrl")
 
 
 def _check_values(cfg: Config) -> None:
+    """Checks across keys (one key's type and range are checked by values.check_value)."""
     src, t = cfg.source, cfg.training
-    positive = {"max_steps": t.max_steps, "batch_size": t.batch_size, "group_size": t.group_size,
-                "max_tokens": t.max_tokens}
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{src}: [training] {key} = {value}: must be at least 1.")
-    if t.temperature <= 0:
-        raise ConfigError(f"{src}: [training] temperature = {t.temperature}: must be > 0 (sampling is stochastic; "
-                          "use [eval] for greedy decoding).")
-    if not 0 < t.top_p <= 1:
-        raise ConfigError(f"{src}: [training] top_p = {t.top_p}: must be in (0, 1].")
-    if cfg.model.lora_rank < 0:
-        raise ConfigError(f"{src}: [model] lora_rank = {cfg.model.lora_rank}: must be >= 0 (0 = full fine-tuning).")
+    if t.group_size == 1 and cfg.algorithm.advantage_mode in GROUP_RELATIVE:
+        raise ConfigError(f"{src}: [training] group_size = 1: advantage_mode {cfg.algorithm.advantage_mode} compares "
+                          "the samples of one prompt, so with 1 every advantage is 0 and nothing trains; "
+                          "use group_size >= 2.")
+    bp = cfg.backpressure
+    if bp.min_batch > bp.max_batch:
+        raise ConfigError(f"{src}: [backpressure] min_batch = {bp.min_batch} is above max_batch = {bp.max_batch}.")
+    check_devices(cfg.backend.devices, f"{src}: [backend] devices")
+
+
+def check_devices(devices: str, where: str) -> None:
+    """auto, cpu, cpu:N, gpu, gpu:I[,J...], cuda[:I] (torch's names) or mps; anything else is an error.
+    Whether the GPU exists is checked when the run starts (backends.local.resolve_device)."""
+    kind, _, rest = devices.partition(":")
+    ok = (devices in ("", "auto", "cpu", "gpu", "cuda", "mps") or (kind == "cpu" and rest.isdigit() and int(rest) >= 1)
+          or (kind in ("gpu", "cuda") and rest and all(x.strip().isdigit() for x in rest.split(","))))
+    if not ok:
+        hint = did_you_mean(kind, ["auto", "cpu", "gpu"])
+        raise ConfigError(f'{where} = "{devices}": unknown device. Expected auto, cpu, cpu:N (N processes), '
+                          f'gpu:0 or gpu:0,1.{hint}')
 
 
 def parse_value(text: str) -> Any:
@@ -253,13 +218,28 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], source: str
     return data
 
 
+def read_utf8(path: str | Path, label: str = "") -> str:
+    """A text file's contents; a file that is not UTF-8 or cannot be read is a one-line ConfigError."""
+    label = label or str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{label}: cannot read: {e.strerror or e}.") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{label}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); "
+                          "save the file as UTF-8.") from None
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path}: no such config file." + (" It is a directory." if p.is_dir() else
                                                               " Create one with `retrain init`."))
     try:
-        return tomllib.loads(p.read_text())
+        return tomllib.loads(read_utf8(p))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}.") from None
 
@@ -311,5 +291,5 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
-__all__ = ["Config", "load_config", "config_from_dict", "parse_set", "parse_value", "read_toml", "dump_toml",
+__all__ = ["Config", "load_config", "config_from_dict", "parse_set", "parse_value", "read_toml", "read_utf8", "dump_toml",
            "apply_overrides", "SECTIONS"]

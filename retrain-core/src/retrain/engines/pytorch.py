@@ -44,6 +44,9 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # [N, V]
     probs = logp.exp()  # [N, V]
     entropy = -(probs * logp).sum(-1)  # [N]
+    broken = ~torch.isfinite(probs).all(-1, keepdim=True)  # [N, 1]: NaN/inf logits (broken weights)
+    if broken.any():  # sample uniformly there; the NaN logprob goes out for train/guards.py to report
+        probs = torch.where(broken, torch.full_like(probs, 1.0 / probs.shape[-1]), probs)  # [N, V]
     if top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)  # [N, V]
         keep = (sorted_p.cumsum(-1) - sorted_p) < top_p  # [N, V]; the top token is always kept
@@ -159,9 +162,12 @@ class PytorchEngine:
         """B prompts -> N = B*n rows (groups contiguous), sampled with a KV cache in one batch."""
         import torch
 
+        from retrain.train.guards import check_context
+
         model, tok = self.backend.model, self.backend.tokenizer
         if getattr(self.backend, "sampling_model", None) is not None:  # FSDP: a full replica (retrain.distributed)
             model = self.backend.sampling_model
+        check_context(model, prompt_ids, params.max_tokens)  # a too-long prompt: one line, not a huge allocation
         rows = [list(p) for p in prompt_ids for _ in range(params.n)]
         offset = getattr(params, "row_offset", None)  # distributed: first global prompt of this batch
         row_ids = None if offset is None else list(range(offset * params.n, offset * params.n + len(rows)))

@@ -2,7 +2,8 @@
 
 ``prompt`` is text (it goes through ``[data] prompt_template``) or a list of chat messages
 (``[{"role": "user", "content": ...}]``, used as is). ``answer`` is the reference the reward
-checks ("" when the reward needs none). Optional ``id`` and ``split`` ("train" / "test"): with
+checks; every row must have it (write ``"answer": ""`` when the reward needs none, so that a
+forgotten answer is an error rather than a silent reward of 0). Optional ``id`` and ``split`` ("train" / "test"): with
 split labels, held-out tasks are the test rows; without, ``[eval] num_problems`` rows are held
 out by a fixed hash order. Other keys go into the task's metadata.
 """
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from retrain.config import read_utf8
 from retrain.environments.base import ListEnvironment, config_value, hold_out, stable_hash
 from retrain.errors import ConfigError
 from retrain.types import Task
@@ -25,7 +27,7 @@ def read_jsonl_tasks(path: str) -> list[tuple[str, Task]]:
     if not file.is_file():
         raise ConfigError(f'[data] path = "{path}": no such file.')
     out = []
-    for n, line in enumerate(file.read_text().splitlines(), 1):
+    for n, line in enumerate(read_utf8(file, f'[data] path = "{path}"').splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -34,6 +36,9 @@ def read_jsonl_tasks(path: str) -> list[tuple[str, Task]]:
             raise ConfigError(f"{path}:{n}: invalid JSON ({e.msg}).") from None
         if not isinstance(row, dict) or "prompt" not in row or not isinstance(row.get("answer", ""), str):
             raise ConfigError(f'{path}:{n}: expected {{"prompt": ..., "answer": "..."}} (answer a string).')
+        if "answer" not in row:  # a missing key is a mistake far more often than a reward without references
+            raise ConfigError(f'{path}:{n}: the row has no "answer"; write "answer": "" when the reward needs '
+                              "no reference.")
         prompt = row["prompt"]
         if not isinstance(prompt, (str, list)):
             raise ConfigError(f"{path}:{n}: prompt must be a string or a list of chat messages.")

@@ -45,11 +45,21 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    text = path.read_text()
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    data = json.loads(text)
-    return data if isinstance(data, list) else [data]
+    from retrain.config import read_utf8
+
+    text = read_utf8(path)
+    try:
+        if path.suffix == ".jsonl":
+            rows = [(n, json.loads(line)) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        else:
+            data = json.loads(text)
+            rows = list(enumerate(data if isinstance(data, list) else [data], 1))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: invalid JSON ({e.msg}, line {e.lineno}).") from None
+    for n, row in rows:
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}: row {n} is {type(row).__name__}, expected an object with problem and solution.")
+    return [row for _, row in rows]
 
 
 def read_tree(root: Path) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ def _assert_same_inputs(before: dict[str, Any], after: dict[str, Any], who: str)
 
 def check_advantage(advantage: Any, group_size: int = 4, n_groups: int = 3) -> None:
     """An episode advantage: [B, G] -> [B, G] float, finite, deterministic, input untouched,
-    exactly 0 on groups with equal rewards."""
+    exactly 0 on groups with equal rewards, signs that follow the rewards (negative ones too)."""
     import torch
 
     rewards = torch.tensor([[1.0] + [0.0] * (group_size - 1), [0.5] * group_size, [0.0] * group_size])[:n_groups]
@@ -55,6 +55,10 @@ def check_advantage(advantage: Any, group_size: int = 4, n_groups: int = 3) -> N
     assert torch.equal(torch.as_tensor(advantage(rewards.clone())), out), "advantage is not deterministic"
     assert (out[1:] == 0).all(), "groups with equal rewards must get exactly zero advantage"
     assert out[0, 0] > 0 > out[0, 1], "the only correct sample must get a positive advantage, the others negative"
+    from retrain.train.guards import check_advantage_signs
+
+    negative = torch.linspace(-1.0, 0.5, group_size).unsqueeze(0)  # [1, G]: a negative group mean (combo rewards)
+    check_advantage_signs(negative, torch.as_tensor(advantage(negative)), where="advantage on negative rewards")
 
 
 def transformed_token_advantages(spec: Any, batch: dict[str, Any], sepa_lambda: float = 0.5,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.errors import RetrainError
 from retrain.rewards import build_reward
+from retrain.train.guards import check_update
 from retrain.types import Rollouts, SamplingParams
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, floa
         shares = bool(getattr(parts.engine, "shares_weights", False))
         mine = dist.rows(rollouts, token_adv) if dist else (rollouts, token_adv)  # this rank's rows
         train_metrics = parts.backend.train_step(*mine, importance_correction=not shares)
+        train_metrics.update(check_update(ctx, step, rollouts, train_metrics))  # non-finite: skip, bounded
 
     with clock("sync"):
         parts.engine.sync(parts.backend, parts.backend.version)

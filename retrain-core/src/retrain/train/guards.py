@@ -1,0 +1,136 @@
+"""Run-time checks on numbers that cannot be right: a run never reports success on garbage.
+
+One call in the loop after each update::
+
+    train_metrics.update(check_update(ctx, step, rollouts, train_metrics))
+
+checks the engine's sampling logprobs, the loss and the gradient norm. A non-finite one marks
+the step as skipped (the backend has already refused it: its contract is to skip the optimizer
+step on a non-finite gradient norm, which a non-finite logprob or loss always causes), prints a
+warning line and counts ``guard/skipped_steps``. After ``MAX_SKIPPED_STEPS`` skipped steps in a
+run the next one stops the run with one line naming the step and the quantity
+(:class:`NumericsError`, exit 2); checkpoints already written are kept.
+
+``check_advantage_signs`` (called by the credit assigner) is the other invariant: within a group,
+a sample rewarded above the group mean never gets a negative advantage, nor one below it a
+positive one.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from retrain.errors import NumericsError
+
+if TYPE_CHECKING:
+    import torch
+
+    from retrain.types import Rollouts, RunContext
+
+#: Non-finite steps a run may skip (in total, counted from the start or resume) before it stops.
+MAX_SKIPPED_STEPS = 3
+
+
+def _non_finite(values: Any) -> tuple[int, str]:
+    """(count, example) of the non-finite entries of a tensor or a float."""
+    import torch
+
+    t = torch.as_tensor(values, dtype=torch.float64).reshape(-1)  # [K]
+    bad = t[~torch.isfinite(t)]  # [k]
+    return int(bad.numel()), (str(float(bad[0])) if bad.numel() else "")
+
+
+class NonFiniteGuard:
+    """Counts skipped steps of one run; raises once more than ``max_skipped`` were skipped."""
+
+    def __init__(self, max_skipped: int = MAX_SKIPPED_STEPS) -> None:
+        self.max_skipped = max_skipped
+        self.skipped: list[int] = []
+
+    def check(self, step: int, quantities: dict[str, Any]) -> bool:
+        """True when every quantity is finite; else record the skip, warn, or raise past the bound."""
+        problems = []
+        for name, values in quantities.items():
+            count, example = _non_finite(values)
+            if count:
+                problems.append(f"{name} is {example}" if count == 1 else f"{name} has {count} non-finite values "
+                                                                           f"({example})")
+        if not problems:
+            return True
+        what = "; ".join(problems)
+        self.skipped.append(step)
+        if len(self.skipped) > self.max_skipped:
+            raise NumericsError(f"step {step}: {what}; {len(self.skipped)} steps were non-finite "
+                                f"(steps {', '.join(map(str, self.skipped))}; at most {self.max_skipped} may be "
+                                "skipped), so the run stops. Check the model's weights, the engine, lr and "
+                                "max_grad_norm; checkpoints already written are kept.")
+        print(f"warning: step {step}: {what}; the update was skipped ({len(self.skipped)} of at most "
+              f"{self.max_skipped} skipped steps)", file=sys.stderr, flush=True)
+        return False
+
+
+def check_update(ctx: RunContext, step: int, rollouts: Rollouts, metrics: dict[str, float]) -> dict[str, float]:
+    """Check one step's engine logprobs, loss and gradient norm; returns ``guard/*`` metrics."""
+    guard = ctx.extras.setdefault("nonfinite_guard", NonFiniteGuard())
+    valid = rollouts.mask > 0  # [N, T]
+    quantities: dict[str, Any] = {"engine logprobs": rollouts.logprobs[valid]}  # [K]
+    for key, name in (("loss/policy", "loss"), ("train/grad_norm", "gradient norm")):
+        if key in metrics:
+            quantities[name] = metrics[key]
+    ok = guard.check(step, quantities)
+    return {"guard/skipped": 0.0 if ok else 1.0, "guard/skipped_steps": float(len(guard.skipped))}
+
+
+def check_advantage_signs(rewards: torch.Tensor, advantages: torch.Tensor, step: int | None = None,
+                          where: str = "advantage mode") -> None:
+    """Rewards and advantages ``[B, G]``: raise when a sign contradicts the rewards within a group.
+
+    Above the group mean -> advantage >= 0; below -> <= 0 (a tolerance absorbs float rounding).
+    Non-finite advantages are an error too.
+    """
+    import torch
+
+    at = f" at step {step}" if step is not None else ""
+    if not torch.isfinite(advantages).all():
+        b = int((~torch.isfinite(advantages)).any(1).nonzero()[0, 0])
+        raise NumericsError(f"{where}{at}: non-finite advantages {advantages[b].tolist()} for group {b} "
+                            f"(rewards {rewards[b].tolist()}).")
+    centred = rewards - rewards.mean(dim=1, keepdim=True)  # [B, G]
+    tol = 1e-6 * (1.0 + rewards.abs().amax(dim=1, keepdim=True))  # [B, 1]
+    wrong = ((centred > tol) & (advantages < -1e-6)) | ((centred < -tol) & (advantages > 1e-6))  # [B, G]
+    if wrong.any():
+        b = int(wrong.any(1).nonzero()[0, 0])
+        r = [round(x, 6) for x in rewards[b].tolist()]
+        a = [round(x, 6) for x in advantages[b].tolist()]
+        raise NumericsError(f"{where}{at}: advantages {a} contradict rewards {r} in group {b} (a sample above the "
+                            "group mean got a negative advantage, or one below it a positive one); it would "
+                            "push the better samples down.")
+
+
+def model_context(model: Any) -> int | None:
+    """The longest sequence (prompt + completion) a model's position embeddings allow, if it says."""
+    cfg = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(model: Any, prompt_ids: list[list[int]], max_tokens: int) -> None:
+    """Refuse (one line, before any allocation) a prompt that cannot fit with ``max_tokens`` completion tokens."""
+    from retrain.errors import ConfigError
+
+    context = model_context(model)
+    if context is None or not prompt_ids:
+        return
+    longest = max(len(p) for p in prompt_ids)
+    if longest + max_tokens > context:
+        raise ConfigError(f"a prompt of {longest} tokens + max_tokens {max_tokens} = {longest + max_tokens} tokens "
+                          f"exceeds the model's context of {context} (config.json max_position_embeddings); "
+                          "shorten the prompts ([data] prompt_template, system_prompt, few_shot, or the data) or "
+                          "lower [training]/[eval] max_tokens.")
+
+
+__all__ = ["MAX_SKIPPED_STEPS", "NonFiniteGuard", "check_update", "check_advantage_signs", "check_context"]
