@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrain.errors import ConfigError
-from retrain.train.loss import mismatch_metrics, policy_loss, truncated_is_weight
+from retrain.train.loss import aggregation, mismatch_metrics, policy_loss, truncated_is_weight
 
 if TYPE_CHECKING:
     import torch
@@ -209,14 +209,18 @@ class LocalBackend:
         mb = self.micro_batch_size if self.micro_batch_size > 0 else n
         mask_all = rollouts.mask.to(self.device)  # [N, T]
         denom = float(mask_all.sum().clamp(min=1.0))
-        if self.dist is not None:  # token mean over the whole step, all ranks
+        step_rows, step_micro_batches = float(n), float(-(-n // mb))
+        if self.dist is not None:  # the whole step, all ranks
             denom = max(1.0, self.dist.global_tokens(float(mask_all.sum())))
+            if a.loss_agg != "token_mean":
+                counts = self.dist.reduce_sums({"rows": step_rows, "micro": step_micro_batches})
+                step_rows, step_micro_batches = counts["rows"], counts["micro"]
         adv_all = token_advantages.to(self.device, torch.float32)  # [N, T]
         engine_lp_all = rollouts.logprobs.to(self.device, torch.float32)  # [N, T]
         want_ref = a.kl_coef > 0
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        tot = {"policy": 0.0, "kl": 0.0, "clip": 0.0, "mm_kl": 0.0, "mm_abs": 0.0, "ratio": 0.0}
+        tot = {"policy": 0.0, "kl": 0.0, "clip": 0.0, "mm_kl": 0.0, "mm_abs": 0.0, "ratio": 0.0, "objective": 0.0}
         for s in range(0, n, mb):
             rows = slice(s, min(n, s + mb))
             mask = mask_all[rows]
@@ -227,9 +231,11 @@ class LocalBackend:
             else:
                 old, w = engine_lp, None
             ref = self._reference_logprobs(rollouts, rows) if want_ref else None
+            agg_denom, row_scale = aggregation(a.loss_agg, mask, step_tokens=denom, step_rows=step_rows,
+                                               max_tokens=t.max_tokens, step_micro_batches=step_micro_batches)
             loss, sums = policy_loss(lp, old, adv_all[rows], mask, kind=a.loss, eps_low=a.clip_eps_low,
-                                     eps_high=a.clip_eps_high, denom=denom, is_weight=w, ref_logprobs=ref,
-                                     kl_coef=a.kl_coef)
+                                     eps_high=a.clip_eps_high, denom=agg_denom, is_weight=w, ref_logprobs=ref,
+                                     kl_coef=a.kl_coef, kl_estimator=a.kl_estimator, row_scale=row_scale)
             if self.dist is not None:  # FSDP2: reduce gradients over ranks once, after the last micro-batch
                 self.dist.before_backward(last=rows.stop >= n)
             loss.backward()
@@ -239,6 +245,7 @@ class LocalBackend:
             tot["kl"] += sums.kl_ref
             tot["clip"] += sums.clipped
             tot["ratio"] += sums.ratio
+            tot["objective"] += sums.objective
             tot["mm_kl"] += mm["mismatch/kl"] * k
             tot["mm_abs"] += mm["mismatch/abs_logprob_delta"] * k
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -257,7 +264,8 @@ class LocalBackend:
         if self.dist is not None:
             self.dist.refresh_replica()
         return {
-            "loss/policy": tot["policy"] / denom,
+            "loss/policy": tot["policy"] / denom,  # token mean of the per-token term, whatever loss_agg
+            "loss/objective": tot["objective"],  # the value minimised (loss_agg, KL included)
             "loss/clip_frac": tot["clip"] / denom,
             "loss/ratio_mean": tot["ratio"] / denom,
             "loss/kl_ref": tot["kl"] / denom if want_ref else 0.0,

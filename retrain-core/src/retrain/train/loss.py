@@ -1,8 +1,9 @@
 """Policy-gradient losses on per-token logprobs (DESIGN section 4), as pure tensor functions.
 
-Shapes: N rows, T completion tokens. All variants aggregate by **token mean over every
-completion token of the batch** (``denom`` = mask.sum() of the whole batch, so micro-batches
-add up to the same loss as one big batch).
+Shapes: N rows, T completion tokens. The per-token terms are summed, each row scaled by
+``row_scale`` (when given), and divided by ``denom``; :func:`aggregation` picks both for
+``[algorithm] loss_agg`` (default ``token_mean``: ``denom`` = the token count of the whole step,
+so micro-batches add up to the same loss as one big batch).
 
 Behaviour policy and importance weights:
 
@@ -24,7 +25,20 @@ Variants (``[algorithm] loss``):
              sg(s_i) * exp(lp_t - sg(lp_t)) (GSPO-token), clipped like ppo with the same eps.
 * ``cispo``: -sg(clip(r, 1-eps_low, 1+eps_high)) * A * lp  (clipped IS weight, gradient through lp only)
 
-KL: ``kl_coef * k3`` with k3 = exp(ref - lp) - (ref - lp) - 1 (unbiased, always >= 0).
+KL (``[algorithm] kl_estimator``), with d = lp - ref per token, aggregated like the policy term:
+
+* ``k1``: d (the log ratio; unbiased, can be negative)
+* ``k2``: d**2 / 2 (biased, always >= 0)
+* ``k3``: exp(-d) + d - 1 (unbiased, always >= 0, low variance; Schulman 2020)
+* ``low_var_kl``: k3 clamped to [-10, 10] (verl's name and clamp)
+
+Aggregation (``[algorithm] loss_agg``; TRL's ``loss_type`` in brackets), with N rows in the step,
+L_i the trained tokens of row i, M micro-batches in the step:
+
+* ``token_mean`` [dapo]: sum_i sum_t l_it / sum_i L_i
+* ``seq_mean_token_mean`` [grpo]: (1/N) sum_i (1/L_i) sum_t l_it
+* ``seq_mean_token_sum_norm`` [dr_grpo]: sum_i sum_t l_it / (N * max_tokens)
+* ``micro_token_mean`` [bnpo]: (1/M) sum_m (sum_{i in m} sum_t l_it / sum_{i in m} L_i)
 """
 
 from __future__ import annotations
@@ -36,14 +50,17 @@ if TYPE_CHECKING:
     import torch
 
 LOSSES = ("ppo", "is", "gspo", "cispo")
+LOSS_AGGS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm", "micro_token_mean")
+KL_ESTIMATORS = ("k1", "k2", "k3", "low_var_kl")
 
 
 @dataclass
 class LossSums:
     """Sums over masked tokens of one micro-batch, to be divided by the batch token count."""
 
-    policy: float = 0.0
-    kl_ref: float = 0.0
+    policy: float = 0.0  # sum of the per-token policy terms (unscaled)
+    kl_ref: float = 0.0  # sum of the per-token KL estimates (unscaled)
+    objective: float = 0.0  # this micro-batch's share of the step loss (what backward() sees)
     clipped: float = 0.0
     ratio: float = 0.0
 
@@ -61,12 +78,17 @@ def policy_loss(
     is_weight: torch.Tensor | None = None,  # [N, T] stop-gradient weight (truncated IS)
     ref_logprobs: torch.Tensor | None = None,  # [N, T] reference model logprobs
     kl_coef: float = 0.0,
+    kl_estimator: str = "k3",
+    row_scale: torch.Tensor | None = None,  # [N] per-row weight before / denom (seq_mean_token_mean)
 ) -> tuple[torch.Tensor, LossSums]:
-    """Token-mean policy loss (+ optional k3 KL to a reference); returns (loss, sums for metrics)."""
+    """Policy loss sum_it(l_it * row_scale_i) / denom (+ optional KL to a reference, aggregated the
+    same way); returns (loss, sums for metrics). Defaults: token mean over ``mask``, k3."""
     import torch
 
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
+    if kl_estimator not in KL_ESTIMATORS:
+        raise ValueError(f"unknown kl_estimator {kl_estimator!r}; expected one of {', '.join(KL_ESTIMATORS)}")
     mask = mask.to(logprobs.dtype)
     old = old_logprobs.detach().to(logprobs.dtype)
     adv = advantages.detach().to(logprobs.dtype)
@@ -99,22 +121,56 @@ def policy_loss(
 
     if is_weight is not None:
         per_token = per_token * is_weight.detach().to(per_token.dtype)
-    policy = (per_token * mask).sum() / denom
+    scale = 1.0 if row_scale is None else row_scale.detach().to(logprobs.dtype).unsqueeze(1)  # [N, 1]
+    policy_tokens = per_token * mask  # [N, T]
+    policy = (policy_tokens * scale).sum() / denom if row_scale is not None else policy_tokens.sum() / denom
     loss = policy
     kl_sum = 0.0
     if ref_logprobs is not None:
-        delta = (ref_logprobs.detach().to(logprobs.dtype) - logprobs) * mask  # [N, T]
-        k3 = (torch.exp(delta) - delta - 1.0) * mask  # [N, T]
-        kl_sum = float(k3.detach().sum())
+        kl = kl_penalty(logprobs, ref_logprobs.detach().to(logprobs.dtype), mask, kl_estimator)  # [N, T]
+        kl_sum = float(kl.detach().sum())
         if kl_coef:
-            loss = loss + kl_coef * k3.sum() / denom
+            loss = loss + kl_coef * ((kl * scale).sum() if row_scale is not None else kl.sum()) / denom
     sums = LossSums(
-        policy=float(policy.detach()) * float(denom),
+        policy=float(policy_tokens.detach().sum()),
         kl_ref=kl_sum,
+        objective=float(loss.detach()),
         clipped=float((clip_hits.to(mask.dtype) * mask).sum()),
         ratio=float((ratio.detach() * mask).sum()),
     )
     return loss, sums
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor,
+               estimator: str = "k3") -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference) on the sampled tokens, 0 off ``mask``: [N, T]."""
+    import torch
+
+    delta = (ref_logprobs - logprobs) * mask  # [N, T] log(pi_ref / pi); masked first (exp of padding may overflow)
+    if estimator == "k1":
+        return -delta
+    if estimator == "k2":
+        return 0.5 * delta * delta
+    k3 = (torch.exp(delta) - delta - 1.0) * mask  # [N, T]
+    return k3.clamp(-10.0, 10.0) if estimator == "low_var_kl" else k3
+
+
+def aggregation(loss_agg: str, mask: torch.Tensor, *, step_tokens: float, step_rows: float,
+                max_tokens: int, step_micro_batches: float) -> tuple[float, torch.Tensor | None]:
+    """(denom, row_scale [n] or None) of one micro-batch for ``[algorithm] loss_agg``.
+
+    ``mask [n, T]`` is this micro-batch's; ``step_*`` count the whole optimizer step (all
+    micro-batches, all ranks), so the micro-batch losses add up to the step loss.
+    """
+    if loss_agg == "token_mean":
+        return max(1.0, step_tokens), None
+    if loss_agg == "seq_mean_token_mean":
+        return max(1.0, step_rows), 1.0 / mask.sum(1).clamp(min=1.0)  # [n]
+    if loss_agg == "seq_mean_token_sum_norm":
+        return max(1.0, step_rows * max_tokens), None
+    if loss_agg == "micro_token_mean":
+        return max(1.0, float(mask.sum())) * max(1.0, step_micro_batches), None
+    raise ValueError(f"unknown loss_agg {loss_agg!r}; expected one of {', '.join(LOSS_AGGS)}")
 
 
 def truncated_is_weight(trainer_logprobs: torch.Tensor, engine_logprobs: torch.Tensor, cap: float) -> torch.Tensor:
