@@ -49,14 +49,13 @@ def run_eval(ctx: Any, engine: Any, environment: Any, reward: Any, step: int,
              report_path: Path | None = None) -> dict[str, float]:
     """Evaluate the engine's current policy; returns ``eval/*`` metrics and writes the per-problem report
     to ``report_path`` (default ``<run dir>/eval/step_<step>.json``; none without a run dir)."""
-    from retrain.prompts import prompt_identity, render_prompt_ids
+    from retrain.prompts import prompt_identity, render_prompts
     from retrain.rewards.extract import extract_boxed
 
     cfg = ctx.config
     start = time.monotonic()
     tasks = environment.eval_tasks(cfg.eval.num_problems)
-    prompts = [render_prompt_ids(ctx.tokenizer, t, cfg.data.system_prompt, cfg.data.prompt_template,
-                                 cfg.data.few_shot) for t in tasks]
+    prompts = render_prompts(cfg, ctx.tokenizer, tasks)
     references = [t.answer for t in tasks]
     max_tokens = _eval_max_tokens(cfg)
 

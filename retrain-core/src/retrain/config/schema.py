@@ -65,7 +65,15 @@ class AlgorithmConfig:
                     ("ppo", "is", "gspo", "cispo"))
     clip_eps_low: float = opt(0.2, "PPO lower clip: ratio >= 1 - eps_low.", ge=0, le=1)
     clip_eps_high: float = opt(0.28, "PPO upper clip: ratio <= 1 + eps_high.", ge=0)
-    kl_coef: float = opt(0.0, "Reference-model KL penalty (k3); 0 = none (no reference model kept).", ge=0)
+    loss_agg: str = opt("token_mean", "How per-token terms become the step loss: token_mean (over every token of "
+                                      "the step; TRL dapo), seq_mean_token_mean (per-sequence mean, then mean; TRL "
+                                      "grpo), seq_mean_token_sum_norm (sum / (N * max_tokens); TRL dr_grpo), "
+                                      "micro_token_mean (token mean per micro-batch; TRL bnpo).",
+                        ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm", "micro_token_mean"))
+    kl_coef: float = opt(0.0, "Reference-model KL penalty coefficient; 0 = none (no reference model kept).", ge=0)
+    kl_estimator: str = opt("k3", "Per-token KL estimator with d = lp - ref: k1 (d), k2 (d^2/2), k3 "
+                                  "(exp(-d) + d - 1, low variance), low_var_kl (k3 clamped to [-10, 10], verl).",
+                            ("k1", "k2", "k3", "low_var_kl"))
     tis_cap: float = opt(2.0, "Cap of the truncated importance weight trainer/engine when they differ.", gt=0)
     uncertainty_kind: str = opt("surprisal", "Per-token uncertainty for GTPO/SEPA: surprisal (-log p of the "
                                              "sampled token) or entropy (Shannon).", ("surprisal", "entropy"))
@@ -142,16 +150,34 @@ class DataConfig:
     """Where training tasks come from."""
 
     source: str = opt("synthetic", "Task source: synthetic (built-in MATH-format generator), math "
-                                   "(Hendrycks MATH), jsonl, reasoning_gym, or a dotted path.")
-    path: str = opt("", "Local file or folder (jsonl rows; MATH json/jsonl/parquet).")
+                                   "(Hendrycks MATH), jsonl, reasoning_gym, hf (any Hugging Face dataset), "
+                                   "or a dotted path.")
+    path: str = opt("", "Local file or folder (jsonl rows; MATH json/jsonl/parquet; for hf also a hub id).")
     subjects: list[str] = opt([], "MATH subjects to keep (empty = all 7).")
     levels: list[int] = opt([], "Difficulty levels to keep (empty = all).")
-    name: str = opt("", "Generator / dataset name for sources that have several (e.g. reasoning_gym).")
+    name: str = opt("", "Generator / dataset name for sources that have several (reasoning_gym); for hf the "
+                        "dataset config(s), comma-separated (e.g. main).")
+    preset: str = opt("", "For hf: gsm8k, math500 or hendrycks_math (fills the hf keys left empty).")
+    split: str = opt("", "For hf: training split ('' = the preset's, else train).")
+    test_split: str = opt("", "For hf: held-out split ('' = the preset's, else [eval] num_problems rows of "
+                              "the training split, held out by a fixed hash order).")
+    prompt_field: str = opt("", 'For hf: question column, or a template with {column} placeholders ("{question}").')
+    answer_field: str = opt("", "For hf: answer column or {column} template ('' = no reference).")
+    answer_extract: str = opt("", "For hf: reference from the answer text: as_is, last_boxed, gsm8k (after "
+                                  "####), regex ('' = the preset's, else as_is).",
+                              ("", "as_is", "last_boxed", "gsm8k", "regex"))
+    answer_regex: str = opt("", "For hf with answer_extract = regex: pattern whose first group is the answer.")
+    filters: dict = opt({}, 'For hf: keep rows whose columns have these values, e.g. {level = ["Level 5"]}.')
     system_prompt: str = opt("", "System message ('' = none).")
     few_shot: list[dict] = opt([], 'Worked examples shown as earlier chat turns before each problem: '
                                    '[{problem = "...", response = "..."}]; each problem goes through prompt_template.')
     prompt_template: str = opt("{problem}\nPut your final answer within \\boxed{{}}.",
                                "User message template; {problem} is replaced by the task text.")
+    chat_template: str = opt("auto", 'Chat template: "auto" (the tokenizer\'s; raw text when it has none), "none" '
+                                     "(raw text: message contents joined by blank lines), a Jinja template string, "
+                                     "or a file holding one (relative to the config's folder).")
+    chat_template_kwargs: dict = opt({}, "Extra variables for the chat template, e.g. {enable_thinking = false} "
+                                         "(Qwen3).")
 
 
 @dataclass

@@ -1,1 +1,1 @@
-"""Built-in task sources (``[data] source``): synthetic, math, jsonl, reasoning_gym."""
+"""Built-in task sources (``[data] source``): synthetic, math, jsonl, reasoning_gym, hf."""

@@ -7,6 +7,7 @@ from retrain import hookimpl
 
 @hookimpl
 def retrain_register_environments(register):  # type: ignore[no-untyped-def]
+    from retrain.environments.hf import HFEnvironment
     from retrain.environments.jsonl import JsonlEnvironment
     from retrain.environments.math_data import MathEnvironment
     from retrain.environments.reasoning_gym_env import ReasoningGymEnvironment
@@ -16,3 +17,4 @@ def retrain_register_environments(register):  # type: ignore[no-untyped-def]
     register("math", MathEnvironment)
     register("jsonl", JsonlEnvironment)
     register("reasoning_gym", ReasoningGymEnvironment)
+    register("hf", HFEnvironment)

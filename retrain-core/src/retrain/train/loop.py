@@ -3,7 +3,7 @@
 Every stage is a component chosen by name through the plugin registry::
 
     tasks     = environment.sample(B)                     [data] source / [environment] provider
-    prompts   = render_prompt_ids(tokenizer, task, ...)   chat template when the tokenizer has one
+    prompts   = render_prompts(config, tokenizer, tasks)   [data] prompt_template, chat_template
     rollouts  = engine.generate(prompts, G)               [inference] engine
     rewards   = reward.score(texts, references)           [reward] type (or the environment's own)
     token_adv = credit.compute(rewards, rollouts, step)   [algorithm] advantage_mode + transform_mode
@@ -92,11 +92,9 @@ def step_seed(seed: int, step: int) -> int:
 
 
 def render_prompts(ctx: RunContext, tasks: list[Any]) -> list[list[int]]:
-    from retrain.prompts import render_prompt_ids
+    from retrain.prompts import render_prompts as render
 
-    d = ctx.config.data
-    return [render_prompt_ids(ctx.tokenizer, task, d.system_prompt, d.prompt_template, d.few_shot)
-            for task in tasks]
+    return render(ctx.config, ctx.tokenizer, tasks)
 
 
 def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
