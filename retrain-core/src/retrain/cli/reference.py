@@ -123,15 +123,41 @@ def builtins_markdown() -> str:
     return "\n".join(rows + ([""] + failed if failed else [])) + "\n"
 
 
-def cli_reference_markdown(group: Any) -> str:
-    """Every built-in command with its arguments and options, from the click objects."""
+def builtin_plugin_commands() -> dict[str, Any]:
+    """The click commands that retrain-core registers through ``retrain_register_commands``
+    (eval, bench, campaign, plot, squeeze, ...), built from their Typer apps; installed plugins'
+    commands are left out so that the reference does not depend on what is installed."""
+    import warnings
+
+    import typer
+
+    from retrain.plugins import load_plugins
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        registry = load_plugins(entry_points=False, strict=False)
+    out = {}
+    for name, component in registry.commands().items():
+        if component.plugin.startswith("builtin."):
+            cmd = typer.main.get_command(component.factory())
+            cmd.help = cmd.help or component.summary
+            out[name] = cmd
+    return out
+
+
+def cli_reference_markdown(group: Any, extra: dict[str, Any] | None = None) -> str:
+    """Every built-in command and sub-command with its arguments and options, from the click
+    objects: ``group``'s own commands plus ``extra`` (default: :func:`builtin_plugin_commands`)."""
     out = []
+    top = {**(builtin_plugin_commands() if extra is None else extra), **group.commands}
 
     def walk(cmd: Any, path: str) -> None:
-        sub = getattr(cmd, "commands", None)
+        sub = top if cmd is group else getattr(cmd, "commands", None)
         if sub:
+            if path != "retrain" and (cmd.help or "").strip():
+                out.append(f"### `{path}`\n\n{cmd.help.strip()}\n")
             for name in sorted(sub):
-                if name == "run":  # the default command: `retrain RUN.toml`
+                if name == "run" and cmd is group:  # the default command: `retrain RUN.toml`
                     walk(sub[name], f"{path} RUN.toml")
                 elif not sub[name].hidden:
                     walk(sub[name], f"{path} {name}")
