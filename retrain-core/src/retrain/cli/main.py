@@ -270,6 +270,12 @@ _default_showwarning = warnings.showwarning
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors are one line and exit 2, never a traceback."""
     warnings.showwarning = _show_warning
+    from retrain.cli.conflict import conflicting_distribution
+
+    conflict = conflicting_distribution()
+    if conflict:
+        print(f"error: {conflict}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="retrain", standalone_mode=True)
