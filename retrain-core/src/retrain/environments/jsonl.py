@@ -21,6 +21,12 @@ from retrain.types import Task
 
 
 def read_jsonl_tasks(path: str) -> list[tuple[str, Task]]:
+    """(split, task) for each row of the file."""
+    return [(split, task) for _, split, task in read_jsonl_rows(path)]
+
+
+def read_jsonl_rows(path: str) -> list[tuple[int, str, Task]]:
+    """(line number, split, task) for each row; every malformed row is a one-line ConfigError."""
     file = Path(path).expanduser()
     if not path:
         raise ConfigError('[data] source = "jsonl" needs [data] path = "tasks.jsonl" (rows {"prompt": ..., "answer": ...}).')
@@ -44,10 +50,30 @@ def read_jsonl_tasks(path: str) -> list[tuple[str, Task]]:
             raise ConfigError(f"{path}:{n}: prompt must be a string or a list of chat messages.")
         meta = {k: v for k, v in row.items() if k not in ("prompt", "answer", "id", "split")}
         task_id = str(row.get("id") or f"jsonl/{stable_hash(json.dumps(prompt, sort_keys=True)):016x}")
-        out.append((str(row.get("split", "")), Task(prompt, row.get("answer", ""), task_id, meta)))
+        out.append((n, str(row.get("split", "")), Task(prompt, row.get("answer", ""), task_id, meta)))
     if not out:
         raise ConfigError(f'[data] path = "{path}": the file has no rows.')
     return out
+
+
+def check_prompt_lengths(ctx: Any, path: str, rows: list[tuple[int, Task]]) -> None:
+    """Each rendered prompt plus max_tokens must fit the model's context: one line naming the row
+    before the run starts (instead of a huge allocation at the first step)."""
+    from retrain.train.guards import context_budget
+
+    budget = context_budget(ctx)
+    tokenizer = getattr(ctx, "tokenizer", None)
+    if budget is None or tokenizer is None:
+        return
+    from retrain.prompts import render_prompt_ids
+
+    context, max_tokens = budget
+    d = ctx.config.data
+    for n, task in rows:
+        length = len(render_prompt_ids(tokenizer, task, d.system_prompt, d.prompt_template, d.few_shot))
+        if length + max_tokens > context:
+            raise ConfigError(f"{path}:{n}: the prompt is {length} tokens; with max_tokens {max_tokens} that "
+                              f"exceeds the model's context of {context} tokens. Shorten it or lower max_tokens.")
 
 
 class JsonlEnvironment(ListEnvironment):
@@ -56,7 +82,9 @@ class JsonlEnvironment(ListEnvironment):
     config_section = "data"
 
     def __init__(self, ctx: Any = None, path: str = "") -> None:
-        rows = read_jsonl_tasks(path)
+        numbered = read_jsonl_rows(path)
+        check_prompt_lengths(ctx, path, [(n, task) for n, _, task in numbered])
+        rows = [(split, task) for _, split, task in numbered]
         seed = int(config_value(ctx, "training", "seed", 0))
         if any(split == "test" for split, _ in rows):
             train = [t for split, t in rows if split != "test"]

@@ -118,6 +118,15 @@ def model_context(model: Any) -> int | None:
     return None
 
 
+def context_budget(ctx: Any) -> tuple[int, int] | None:
+    """(the trainer model's context, the largest max_tokens a run asks for), or None when unknown."""
+    context = model_context(getattr(getattr(ctx, "backend", None), "model", None))
+    cfg = getattr(ctx, "config", None)
+    if context is None or cfg is None:
+        return None
+    return context, max(cfg.training.max_tokens, cfg.eval.max_tokens)
+
+
 def check_context(model: Any, prompt_ids: list[list[int]], max_tokens: int) -> None:
     """Refuse (one line, before any allocation) a prompt that cannot fit with ``max_tokens`` completion tokens."""
     from retrain.errors import ConfigError
@@ -133,4 +142,5 @@ def check_context(model: Any, prompt_ids: list[list[int]], max_tokens: int) -> N
                           "lower [training]/[eval] max_tokens.")
 
 
-__all__ = ["MAX_SKIPPED_STEPS", "NonFiniteGuard", "check_update", "check_advantage_signs", "check_context"]
+__all__ = ["MAX_SKIPPED_STEPS", "NonFiniteGuard", "check_update", "check_advantage_signs", "check_context",
+           "context_budget", "model_context"]
