@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from retrain.testing import read_metrics
 
 pytest.importorskip("torch")
 pytest.importorskip("peft")
@@ -92,7 +93,7 @@ def _retrain(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[s
 
 
 def _steps(run_dir: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in read_metrics(run_dir)]
 
 
 def _manifest(cdir: Path) -> dict:

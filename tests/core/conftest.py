@@ -1,6 +1,7 @@
-"""Fixtures for tests/core: fixture plugin packages installed for real, config writers.
+"""Fixtures for tests/core: fixture plugin packages installed for real (into temporary ``pip
+--target`` folders, never into this environment), config writers.
 
-The shared setup (threads, offline) is tests/conftest.py; helpers live in cli_helpers.py.
+The shared setup (threads, offline) is the repository's conftest.py; helpers live in cli_helpers.py.
 """
 
 from __future__ import annotations
@@ -8,26 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import FIXTURES, pip, pip_install
+from cli_helpers import FIXTURES
+from retrain.testing.packages import install_target
+
 
 @pytest.fixture(scope="session")
-def fixture_plugin():
-    """tests/fixtures/plugin_pkg installed for real into this environment (uninstalled at the end).
-
-    A regular (not editable) install, so that this very process can import it too.
-    """
-    pip_install(str(FIXTURES / "plugin_pkg"))
-    yield "retrain-fixture-plugin"
-    pip("uninstall", "-y", "retrain-fixture-plugin")
+def fixture_plugin(tmp_path_factory) -> Path:
+    """tests/fixtures/plugin_pkg installed with ``pip --target`` into a folder that the subprocesses
+    given ``extra_path=`` see (its entry points included)."""
+    return install_target(tmp_path_factory.mktemp("fixture_site"), str(FIXTURES / "plugin_pkg"))
 
 
 @pytest.fixture(scope="session")
 def broken_plugin(tmp_path_factory) -> Path:
     """tests/fixtures/broken_plugin_pkg installed with ``pip --target`` into a folder that only the
     subprocesses given ``extra_path=`` see, so other test runs never meet the broken plugin."""
-    target = tmp_path_factory.mktemp("broken_site")
-    pip_install("--target", str(target), str(FIXTURES / "broken_plugin_pkg"))
-    return target
+    return install_target(tmp_path_factory.mktemp("broken_site"), str(FIXTURES / "broken_plugin_pkg"))
 
 
 FIXTURE_SELECTION = """

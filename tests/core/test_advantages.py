@@ -10,7 +10,7 @@ import torch
 from retrain.advantages.episode import GRPO, DrGRPO, MaxRL, equal_groups
 from retrain.testing.contracts import check_advantage
 
-from credit_helpers import make_ctx, make_rollouts
+from retrain.testing.builders import make_ctx, make_rollouts
 
 REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0],
                         [1.0, 0.0, 0.0, 0.0],

@@ -6,33 +6,35 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from cli_helpers import FIXTURES, RETRAIN, run_cli
+from cli_helpers import FIXTURES, RETRAIN, cli_env, run_cli
 
 HEAVY = ("torch", "transformers", "peft", "vllm", "verifiers")
 
 
-def imported_heavy_modules(*argv: str) -> list[str]:
+def imported_heavy_modules(*argv: str, extra_path: Path | None = None) -> list[str]:
     code = (
         "import sys\nfrom retrain.cli.main import main\n"
         f"try:\n    main({list(argv)!r})\nexcept SystemExit:\n    pass\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=cli_env(extra_path))
     return json.loads(out.stderr.strip().splitlines()[-1].replace("'", '"'))
 
 
 @pytest.mark.parametrize("argv", [("--help",), ("plugins", "list"), ("plugins", "list", "--all", "--json")])
 def test_help_and_plugins_list_import_no_torch(argv, fixture_plugin):
-    assert imported_heavy_modules(*argv) == []
+    assert imported_heavy_modules(*argv, extra_path=fixture_plugin) == []
 
 
 def test_help_is_fast(fixture_plugin):
     times = []
     for _ in range(3):  # best of 3: the machine is shared
         start = time.perf_counter()
-        result = run_cli("--help")
+        result = run_cli("--help", extra_path=fixture_plugin)
         times.append(time.perf_counter() - start)
         assert result.returncode == 0
     assert min(times) < 1.5, times
@@ -56,17 +58,17 @@ def test_missing_config_file(tmp_path):
 
 def test_bad_set_override_is_one_line(tmp_path, write_config, fixture_plugin):
     path = write_config()
-    result = run_cli("config", str(path), "--set", "training.lr=fast")
+    result = run_cli("config", str(path), "--set", "training.lr=fast", extra_path=fixture_plugin)
     assert (result.returncode, result.stderr) == \
         (2, 'error: --set training.lr: [training] lr = "fast": expected number, got string.\n')
-    result = run_cli(str(path), "--set", "training")
+    result = run_cli(str(path), "--set", "training", extra_path=fixture_plugin)
     assert result.stderr == "error: --set training: expected section.key=value, e.g. --set training.lr=1e-5.\n"
 
 
 def test_config_prints_the_resolved_config_with_overrides(tmp_path, write_config, fixture_plugin):
     path = write_config('[algorithm]\nadvantage_mode = "fixture_adv"\n\n[fixture_adv]\nscale = 2\n')
     result = run_cli("config", str(path), "--seed", "7", "--wandb-project", "proj", "--set", "training.lr=3e-5",
-                     "--set", "logging.loggers=[\"fixture_log\"]")
+                     "--set", "logging.loggers=[\"fixture_log\"]", extra_path=fixture_plugin)
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert text.startswith(f"# resolved from {path}\n")
@@ -75,11 +77,11 @@ def test_config_prints_the_resolved_config_with_overrides(tmp_path, write_config
         assert line in text, line
     again = tmp_path / "again.toml"
     again.write_text(text)
-    assert run_cli("config", str(again)).stdout.split("\n", 1)[1] == text.split("\n", 1)[1]
+    assert run_cli("config", str(again), extra_path=fixture_plugin).stdout.split("\n", 1)[1] == text.split("\n", 1)[1]
 
 
 def test_third_party_plugin_is_listed_and_selectable(write_config, fixture_plugin):
-    listing = run_cli("plugins", "list")
+    listing = run_cli("plugins", "list", extra_path=fixture_plugin)
     assert listing.returncode == 0, listing.stderr
     row = next(line for line in listing.stdout.splitlines() if line.startswith("fixture "))
     assert row.split()[:3] == ["fixture", "retrain-fixture-plugin", "0.3.1"]
@@ -89,26 +91,26 @@ def test_third_party_plugin_is_listed_and_selectable(write_config, fixture_plugi
     assert listing.stdout.splitlines()[2].split() == ["PLUGIN", "PACKAGE", "VERSION", "PROVIDES"]
     head = listing.stdout.splitlines()[0]
     assert head.startswith("retrain-core 0.1.0 · python ") and head.endswith('(entry-point group "retrain")')
-    ok = run_cli("config", str(write_config('[algorithm]\nadvantage_mode = "fixture_adv"\n')))
+    ok = run_cli("config", str(write_config('[algorithm]\nadvantage_mode = "fixture_adv"\n')), extra_path=fixture_plugin)
     assert ok.returncode == 0, ok.stderr
 
 
 def test_plugin_option_did_you_mean_from_toml(write_config, fixture_plugin):
     path = write_config('[algorithm]\nadvantage_mode = "fixture_adv"\n\n[fixture_adv]\nscael = 2.0\n')
-    result = run_cli("config", str(path))
+    result = run_cli("config", str(path), extra_path=fixture_plugin)
     assert (result.returncode, result.stderr) == (2, f'error: {path} [fixture_adv]: unknown option scael for '
                                                      'advantage mode "fixture_adv". Did you mean scale? Accepted: center, scale.\n')
     path = write_config('[algorithm]\nadvantage_mode = "fixture_ad"\n')
-    result = run_cli("config", str(path))
+    result = run_cli("config", str(path), extra_path=fixture_plugin)
     assert result.stderr.startswith(f'error: {path} [algorithm] advantage_mode = "fixture_ad": no such advantage mode. '
                                     'Did you mean "fixture_adv"?')
     path = write_config('[fixture_ad]\nscale = 1.0\n')
-    assert run_cli("config", str(path)).stderr == \
+    assert run_cli("config", str(path), extra_path=fixture_plugin).stderr == \
         f"error: {path}: unknown section [fixture_ad]. Did you mean [fixture_adv]?\n"
 
 
 def test_plugins_list_json_schema(fixture_plugin):
-    result = run_cli("plugins", "list", "--json", "--all")
+    result = run_cli("plugins", "list", "--json", "--all", extra_path=fixture_plugin)
     data = json.loads(result.stdout)
     assert set(data) == {"schema", "retrain_core", "python", "entry_point_group", "plugins", "conflicts"}
     assert (data["schema"], data["entry_point_group"]) == (1, "retrain")
@@ -129,36 +131,36 @@ def test_plugins_list_json_schema(fixture_plugin):
                    "options": [{"name": "scale", "type": "float", "default": 1.0, "required": False},
                                {"name": "center", "type": "bool", "default": True, "required": False}]}
     assert fixture["hooks"] == sorted(fixture["hooks"]) and "retrain_register_commands" in fixture["hooks"]
-    without_all = json.loads(run_cli("plugins", "list", "--json").stdout)
+    without_all = json.loads(run_cli("plugins", "list", "--json", extra_path=fixture_plugin).stdout)
     assert not any(p["builtin"] for p in without_all["plugins"])
 
 
 def test_plugins_list_kind_filter(fixture_plugin):
-    result = run_cli("plugins", "list", "--kind", "advantages")
+    result = run_cli("plugins", "list", "--kind", "advantages", extra_path=fixture_plugin)
     assert result.returncode == 0
     assert "fixture_adv" in result.stdout and "fixture_backend" not in result.stdout
-    bad = run_cli("plugins", "list", "--kind", "advantag")
+    bad = run_cli("plugins", "list", "--kind", "advantag", extra_path=fixture_plugin)
     assert bad.returncode == 2
     assert bad.stderr.startswith('error: unknown component kind "advantag". Did you mean "advantage"? Kinds: backend,')
 
 
 def test_plugins_show(fixture_plugin):
-    result = run_cli("plugins", "show", "fixture")
+    result = run_cli("plugins", "show", "fixture", extra_path=fixture_plugin)
     assert result.returncode == 0
     assert "package  retrain-fixture-plugin 0.3.1" in result.stdout
     assert "module   retrain_fixture_plugin.plugin" in result.stdout
     assert ("advantage fixture_adv: Fixture advantage: rewards minus the group mean, times scale.\n"
             "  options (section [fixture_adv]):\n    scale: float (default 1.0)\n    center: bool (default True)\n"
             ) in result.stdout
-    assert run_cli("plugins", "show", "fixture_adv").stdout == result.stdout  # a component finds its plugin
-    missing = run_cli("plugins", "show", "fixtur")
+    assert run_cli("plugins", "show", "fixture_adv", extra_path=fixture_plugin).stdout == result.stdout  # a component finds its plugin
+    missing = run_cli("plugins", "show", "fixtur", extra_path=fixture_plugin)
     assert missing.returncode == 2
     assert missing.stderr.startswith('error: no plugin or component named "fixtur". Did you mean "fixture"?')
 
 
 def test_plugin_command_is_mounted(fixture_plugin):
-    assert "fixture-cmd" in run_cli("--help").stdout
-    result = run_cli("fixture-cmd", "hello", "--name", "ada")
+    assert "fixture-cmd" in run_cli("--help", extra_path=fixture_plugin).stdout
+    result = run_cli("fixture-cmd", "hello", "--name", "ada", extra_path=fixture_plugin)
     assert (result.returncode, result.stdout) == (0, "hello ada from the fixture plugin\n")
 
 
@@ -166,29 +168,29 @@ def test_broken_plugin_warns_fails_its_row_and_is_an_error_when_needed(write_con
     path = write_config('[algorithm]\nadvantage_mode = "fixture_adv"\n')
     warning = ('warning: skipped plugin "broken" (retrain-broken 0.0.2): ModuleNotFoundError: No module named '
                "'scipy_not_installed'. See `retrain plugins show broken`.\n")
-    ok = run_cli("config", str(path), extra_path=broken_plugin)
+    ok = run_cli("config", str(path), extra_path=[broken_plugin, fixture_plugin])
     assert (ok.returncode, ok.stderr) == (0, warning)
-    listing = run_cli("plugins", "list", extra_path=broken_plugin)
+    listing = run_cli("plugins", "list", extra_path=[broken_plugin, fixture_plugin])
     assert "1 plugin failed to load:" in listing.stdout
     row = next(line for line in listing.stdout.splitlines() if line.startswith("broken "))
     assert row.split()[:3] == ["broken", "retrain-broken", "0.0.2"]
     assert row.endswith("ModuleNotFoundError: No module named 'scipy_not_installed'  → retrain plugins show broken")
-    show = run_cli("plugins", "show", "broken", extra_path=broken_plugin)
+    show = run_cli("plugins", "show", "broken", extra_path=[broken_plugin, fixture_plugin])
     assert "status   FAILED: ModuleNotFoundError: No module named 'scipy_not_installed'" in show.stdout
     assert "traceback:" in show.stdout and "import scipy_not_installed" in show.stdout
-    check = run_cli("plugins", "check", extra_path=broken_plugin)
+    check = run_cli("plugins", "check", extra_path=[broken_plugin, fixture_plugin])
     assert check.returncode == 1
     assert "FAIL  broken (retrain-broken 0.0.2): ModuleNotFoundError: No module named 'scipy_not_installed'" \
         in check.stdout
-    strict = run_cli("config", str(path), extra_path=broken_plugin, RETRAIN_STRICT_PLUGINS="1")
+    strict = run_cli("config", str(path), extra_path=[broken_plugin, fixture_plugin], RETRAIN_STRICT_PLUGINS="1")
     assert (strict.returncode, strict.stderr) == (2, 'error: plugin "broken" (retrain-broken 0.0.2) failed to load '
                                                      "(RETRAIN_STRICT_PLUGINS=1): ModuleNotFoundError: No module "
                                                      "named 'scipy_not_installed'\n")
-    required = run_cli("config", str(write_config('[plugins]\nrequire = ["broken"]\n')), extra_path=broken_plugin)
+    required = run_cli("config", str(write_config('[plugins]\nrequire = ["broken"]\n')), extra_path=[broken_plugin, fixture_plugin])
     assert required.stderr == ('error: plugin "broken" (retrain-broken 0.0.2) failed to load (it is listed in '
                                "[plugins] require): ModuleNotFoundError: No module named 'scipy_not_installed'\n")
     selected = run_cli("config", str(write_config('[algorithm]\nadvantage_mode = "broken_adv"\n')),
-                       extra_path=broken_plugin)
+                       extra_path=[broken_plugin, fixture_plugin])
     assert selected.returncode == 2
     assert selected.stderr.endswith(
         'no such advantage mode. It may come from a plugin that failed to load: "broken" (retrain-broken 0.0.2): '
@@ -196,7 +198,7 @@ def test_broken_plugin_warns_fails_its_row_and_is_an_error_when_needed(write_con
 
 
 def test_plugins_check_passes_only_without_failures(fixture_plugin):
-    result = run_cli("plugins", "check")
+    result = run_cli("plugins", "check", extra_path=fixture_plugin)
     lines = result.stdout.splitlines()
     assert "ok    fixture (retrain-fixture-plugin 0.3.1): 7 components" in lines
     failures = [line for line in lines if line.startswith("FAIL") or line.startswith("        ")]
@@ -210,7 +212,7 @@ def test_dotted_path_to_a_file_in_the_working_directory(tmp_path, write_config, 
         'class MyAdv:\n    """Mine."""\n\n    def __init__(self, k: int = 1) -> None:\n        self.k = k\n')
     for name in ("./my_adv.py:MyAdv", "my_adv.MyAdv"):
         path = write_config(f'[algorithm]\nadvantage_mode = "{name}"\n')
-        result = run_cli("config", path.name, cwd=tmp_path)
+        result = run_cli("config", path.name, cwd=tmp_path, extra_path=fixture_plugin)
         assert result.returncode == 0, result.stderr
 
 

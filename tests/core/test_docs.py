@@ -39,3 +39,14 @@ def test_config_reference_has_every_key_with_its_default():
 def test_render_auto_replaces_only_marked_sections():
     text = "before\n<!-- BEGIN AUTO:x -->\nold\n<!-- END AUTO:x -->\nafter\n"
     assert render_auto(text, {"x": lambda: "new\n"}) == "before\n<!-- BEGIN AUTO:x -->\n\nnew\n\n<!-- END AUTO:x -->\nafter\n"
+
+
+def test_nothing_points_outside_the_repository():
+    """Code and docs cite the repository's own docs, never a design file that ships elsewhere."""
+    repo = Path(__file__).resolve().parents[2]
+    files = [*repo.glob("retrain-core/src/**/*.py"), *repo.glob("plugins/*/src/**/*.py"), *repo.glob("docs/*.md"),
+             *repo.glob("*.md"), *repo.glob("plugins/*/README.md")]
+    assert len(files) > 50
+    offenders = [f"{f.relative_to(repo)}: {needle}" for f in files for needle in ("DESIGN section", "../shared")
+                 if needle in f.read_text()]
+    assert offenders == []

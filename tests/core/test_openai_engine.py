@@ -1,6 +1,6 @@
 """The core openai engine: SGLang flavour (against FakeSGLangServer, since SGLang cannot run on
 CPU), the plain-OpenAI warning, retries with backoff and the unreachable-server message.
-Real vLLM servers are tested in tests/vllm."""
+Real vLLM servers are tested in plugins/retrain-vllm/tests."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from retrain.advantages.sepa import SEPAController, sepa_pool_row, sepa_pool_ten
 from retrain.advantages.transforms import make_gtpo, make_gtpo_sepa, make_none
 from retrain.testing.contracts import check_transform_spec
 
-from credit_helpers import make_ctx, make_rollouts
+from retrain.testing.builders import make_ctx, make_rollouts
 
 
 @pytest.fixture(scope="module")

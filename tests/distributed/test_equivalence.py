@@ -17,10 +17,10 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from retrain.testing import read_metrics, write_toy_config
 
 HERE = Path(__file__).parent
 RTOL, ATOL = 1e-5, 1e-6
@@ -28,43 +28,13 @@ STEPS = 3
 
 
 def write_config(tmp: Path, model: Path, name: str, devices: str, lora_rank: int, micro_batch: int = 0) -> Path:
-    path = tmp / f"{name}.toml"
-    path.write_text(textwrap.dedent(f"""
-        [backend]
-        devices = "{devices}"
-        micro_batch_size = {micro_batch}
-        [model]
-        model = "{model}"
-        lora_rank = {lora_rank}
-        lora_alpha = {2 * lora_rank}
-        [algorithm]
-        advantage_mode = "grpo"
-        [training]
-        max_steps = {STEPS}
-        batch_size = 4
-        group_size = 4
-        max_tokens = 8
-        save_every = 1
-        keep_checkpoints = 3
-        lr = {1e-2 if lora_rank else 1e-3}
-        [data]
-        source = "retrain.testing.toy.CopyDigitEnv"
-        prompt_template = "{{problem}}"
-        [reward]
-        type = "parity_reward.ParityReward"
-        [logging]
-        log_dir = "{tmp / 'runs'}"
-        run_name = "{name}"
-        loggers = ["jsonl"]
-        [eval]
-        at_start = false
-        at_end = false
-        """))
-    return path
-
-
-def rows(run_dir: Path) -> list[dict]:
-    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return write_toy_config(
+        tmp / f"{name}.toml", model, tmp / "runs", run_name=name,
+        backend={"devices": devices, "micro_batch_size": micro_batch},
+        model={"lora_rank": lora_rank, "lora_alpha": 2 * lora_rank}, algorithm={"advantage_mode": "grpo"},
+        training={"max_steps": STEPS, "batch_size": 4, "max_tokens": 8, "save_every": 1, "keep_checkpoints": 3,
+                  "lr": 1e-2 if lora_rank else 1e-3},
+        reward={"type": "parity_reward.ParityReward"})
 
 
 def run_cli(config: Path, *extra: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -115,10 +85,10 @@ def test_two_processes_equal_one_and_a_two_rank_checkpoint_resumes_on_one(tiny_m
     proc = run_cli(two)
     assert "launching 2 processes" in proc.stderr
     assert "distributed: LoRA replicated, one gradient all-reduce per step" in proc.stderr
-    w2 = rows(tmp_path / "runs" / "w2")
+    w2 = read_metrics(tmp_path / "runs" / "w2")
 
     one = write_config(tmp_path, tiny_model, "w1", "cpu", lora_rank=4)
-    w1 = rows(run_one_process(one, monkeypatch, free_port()))
+    w1 = read_metrics(run_one_process(one, monkeypatch, free_port()))
     assert_rows_equal(w2, w1)
     assert len({r["reward/mean"] for r in w1}) > 1 and all(r["adv/mean_abs"] > 0 for r in w1)
     assert all(r["train/grad_norm"] > 0 for r in w1)
@@ -128,7 +98,7 @@ def test_two_processes_equal_one_and_a_two_rank_checkpoint_resumes_on_one(tiny_m
     assert json.loads((ckpt / "meta.json").read_text())["world_size"] == 2
     assert (ckpt / "backend" / "dcp").is_dir()
     resumed = run_one_process(one, monkeypatch, free_port(), resume=str(ckpt))
-    assert_rows_equal(rows(resumed), w1)  # rows 1-2 kept, row 3 recomputed from the 2-rank checkpoint
+    assert_rows_equal(read_metrics(resumed), w1)  # rows 1-2 kept, row 3 recomputed from the 2-rank checkpoint
 
     # an ordinary one-process run (no process group) loads the DCP checkpoint too
     from retrain.run_config import load_run_config
@@ -137,7 +107,7 @@ def test_two_processes_equal_one_and_a_two_rank_checkpoint_resumes_on_one(tiny_m
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k)
     cfg, reg = load_run_config(one, {"backend.devices": "cpu"})
-    plain = rows(train(cfg, reg, config_path=one, resume=str(ckpt)))
+    plain = read_metrics(train(cfg, reg, config_path=one, resume=str(ckpt)))
     assert [r["step"] for r in plain] == [1, 2, 3] and plain[2]["train/grad_norm"] > 0
 
 
@@ -146,28 +116,28 @@ def test_lora_under_fsdp2_equals_one_process_and_its_checkpoint_resumes_with_the
     """LoRA through FSDP2 (RETRAIN_LORA_FSDP=1, the path before the replicated adapter) == W = 1, and its
     2-rank step-1 checkpoint resumes on 2 ranks with the replicated adapter (the default) to the same rows."""
     one = write_config(tmp_path, tiny_model, "w1", "cpu", lora_rank=4)
-    w1 = rows(run_one_process(one, monkeypatch, free_port()))
+    w1 = read_metrics(run_one_process(one, monkeypatch, free_port()))
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k)
     two = write_config(tmp_path, tiny_model, "w2", "cpu:2", lora_rank=4, micro_batch=4)
     proc = run_cli(two, env_extra={"RETRAIN_LORA_FSDP": "1"})
     assert "distributed: FSDP2" in proc.stderr
-    assert_rows_equal(rows(tmp_path / "runs" / "w2"), w1)
+    assert_rows_equal(read_metrics(tmp_path / "runs" / "w2"), w1)
     proc = run_cli(two, "--resume", str(tmp_path / "runs" / "w2" / "checkpoints" / "step_1"))
     assert "distributed: LoRA replicated" in proc.stderr
-    assert_rows_equal(rows(tmp_path / "runs" / "w2"), w1)
+    assert_rows_equal(read_metrics(tmp_path / "runs" / "w2"), w1)
 
 
 def test_a_one_process_checkpoint_resumes_on_two_ranks_full_weights(tiny_model, tmp_path, monkeypatch):
     """Full fine-tuning: step 1 saved by 1 rank, steps 2-3 on 2 ranks (torchrun) == the straight 1-rank run."""
     one = write_config(tmp_path, tiny_model, "w1", "cpu", lora_rank=0)
-    w1 = rows(run_one_process(one, monkeypatch, free_port()))
+    w1 = read_metrics(run_one_process(one, monkeypatch, free_port()))
     assert len({r["reward/mean"] for r in w1}) > 1
     two = write_config(tmp_path, tiny_model, "w1", "cpu:2", lora_rank=0)  # same run name: resume into it
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k)
     run_cli(two, "--resume", str(tmp_path / "runs" / "w1" / "checkpoints" / "step_1"))
-    resumed = rows(tmp_path / "runs" / "w1")
+    resumed = read_metrics(tmp_path / "runs" / "w1")
     assert_rows_equal(resumed, w1)
     meta = json.loads((tmp_path / "runs" / "w1" / "checkpoints" / "step_3" / "meta.json").read_text())
     assert meta["world_size"] == 2

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from retrain.testing import read_metrics, toy_config, write_toy_config
 
 def readme_transform() -> str:
     """The `my_transforms.py` block of README.md, verbatim (the README example must run unchanged)."""
@@ -21,10 +22,6 @@ def readme_transform() -> str:
 README_TRANSFORM = readme_transform()
 
 
-def _rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-
-
 def test_readme_transform_runs_unchanged_through_the_cli(tiny_model, tmp_path):
     """my_transforms.py next to the config; `retrain exp/run.toml` from another folder."""
     exp = tmp_path / "exp"
@@ -32,43 +29,17 @@ def test_readme_transform_runs_unchanged_through_the_cli(tiny_model, tmp_path):
     (exp / "my_transforms.py").write_text(textwrap.dedent(README_TRANSFORM))
     # parity of the completion length: every group has both outcomes, so advantages are non-zero
     (exp / "my_reward.py").write_text("def score(response, reference):\n    return float(len(response) % 2)\n")
-    (exp / "run.toml").write_text(textwrap.dedent(f"""
-        [model]
-        model = "{tiny_model}"
-        lora_rank = 0
-        [algorithm]
-        advantage_mode = "maxrl"
-        transform_mode = "my_transforms.make_transform_spec"
-        [training]
-        max_steps = 2
-        batch_size = 2
-        group_size = 4
-        max_tokens = 8
-        save_every = 0
-        [data]
-        source = "retrain.testing.toy.CopyDigitEnv"
-        prompt_template = "{{problem}}"
-        [reward]
-        type = "custom"
-        function = "my_reward.score"
-        workers = 1
-        [sepa]
-        delay_steps = 0
-        steps = 1
-        correct_rate_gate = 0.0
-        [logging]
-        log_dir = "{tmp_path / 'runs'}"
-        loggers = ["jsonl"]
-        [eval]
-        at_start = false
-        at_end = false
-        """))
+    write_toy_config(exp / "run.toml", tiny_model, tmp_path / "runs",
+                     algorithm={"advantage_mode": "maxrl", "transform_mode": "my_transforms.make_transform_spec"},
+                     training={"max_steps": 2, "max_tokens": 8},
+                     reward={"type": "custom", "function": "my_reward.score", "workers": 1},
+                     sepa={"delay_steps": 0, "steps": 1, "correct_rate_gate": 0.0})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     proc = subprocess.run([sys.executable, "-c", "from retrain.cli.main import main; main()", "../exp/run.toml"],
                           cwd=elsewhere, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = _rows(tmp_path / "runs" / "run")
+    rows = read_metrics(tmp_path / "runs" / "run")
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
         assert r["sepa/lambda"] == 1.0  # lambda ramps 0 -> 1 in one step after delay 0
@@ -81,20 +52,14 @@ def _sepa_config(tiny_model: Path, log_dir: Path, name: str, max_steps: int):
     from retrain.plugins import load_plugins
 
     registry = load_plugins()
-    data = {
-        "model": {"model": str(tiny_model), "lora_rank": 0},
-        "algorithm": {"advantage_mode": "grpo", "transform_mode": "gtpo_sepa"},
-        "training": {"max_steps": max_steps, "batch_size": 2, "group_size": 4, "max_tokens": 6, "save_every": 1,
-                     "lr": 1e-3},
-        "data": {"source": "retrain.testing.toy.CopyDigitEnv", "prompt_template": "{problem}"},
-        "reward": {"type": "retrain.testing.toy.FirstCharReward"},
+    data = toy_config(
+        tiny_model, log_dir, run_name=name,
+        algorithm={"advantage_mode": "grpo", "transform_mode": "gtpo_sepa"},
+        training={"max_steps": max_steps, "max_tokens": 6, "save_every": 1, "lr": 1e-3},
         # auto schedule dominated by the variance EMA (the linear ramp is negligible): losing the
         # controller state on resume would change lambda
-        "sepa": {"schedule": "auto", "delay_steps": 0, "steps": 100000, "correct_rate_gate": 0.0,
-                 "warmup": 2, "ema_decay": 0.5, "var_target": 0.0},
-        "logging": {"log_dir": str(log_dir), "run_name": name, "loggers": ["jsonl"]},
-        "eval": {"at_start": False, "at_end": False},
-    }
+        sepa={"schedule": "auto", "delay_steps": 0, "steps": 100000, "correct_rate_gate": 0.0,
+              "warmup": 2, "ema_decay": 0.5, "var_target": 0.0})
     return config_from_dict(data, source="sepa.toml", plugin_sections=registry.plugin_sections()), registry
 
 
@@ -102,14 +67,14 @@ def test_resume_keeps_sepa_controller_state(tiny_model, tmp_path):
     from retrain.train.runner import train
 
     cfg, reg = _sepa_config(tiny_model, tmp_path, "straight", 5)
-    straight = _rows(train(cfg, reg))
+    straight = read_metrics(train(cfg, reg))
     cfg, reg = _sepa_config(tiny_model, tmp_path, "resumed", 3)
     run_dir = train(cfg, reg)
     state = json.dumps(_credit_state(run_dir))
     assert '"var_ref"' in state and '"gate_open": true' in state
     cfg, reg = _sepa_config(tiny_model, tmp_path, "resumed", 5)
     resumed_dir = train(cfg, reg, resume="latest")
-    resumed = _rows(resumed_dir)
+    resumed = read_metrics(resumed_dir)
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5]
     lambdas = [r["sepa/lambda"] for r in straight]
     assert lambdas[:2] == pytest.approx([1e-5, 2e-5])  # warm-up: the linear floor only
@@ -140,20 +105,14 @@ def test_still_learns_with_token_transform(tiny_model, tmp_path, transform):
     from retrain.train.runner import train
 
     registry = load_plugins()
-    data = {
-        "model": {"model": str(tiny_model), "lora_rank": 0},
-        "algorithm": {"advantage_mode": "maxrl", "transform_mode": transform},
-        "training": {"max_steps": 130, "batch_size": 8, "group_size": 16, "max_tokens": 2, "lr": 3e-3,
-                     "save_every": 0},
-        "data": {"source": "retrain.testing.toy.CopyDigitEnv", "prompt_template": "{problem}"},
-        "reward": {"type": "retrain.testing.toy.FirstCharReward"},
-        "sepa": {"delay_steps": 0, "steps": 20, "correct_rate_gate": 0.1},
-        "hicra": {"alpha": 0.2},
-        "logging": {"log_dir": str(tmp_path), "run_name": transform, "loggers": ["jsonl"]},
-        "eval": {"at_start": True, "at_end": True, "num_problems": 20},
-    }
+    data = toy_config(
+        tiny_model, tmp_path, run_name=transform,
+        algorithm={"advantage_mode": "maxrl", "transform_mode": transform},
+        training={"max_steps": 130, "batch_size": 8, "group_size": 16, "max_tokens": 2, "lr": 3e-3},
+        sepa={"delay_steps": 0, "steps": 20, "correct_rate_gate": 0.1}, hicra={"alpha": 0.2},
+        eval={"at_start": True, "at_end": True, "num_problems": 20})
     cfg = config_from_dict(data, source=f"{transform}.toml", plugin_sections=registry.plugin_sections())
-    rows = _rows(train(cfg, registry))
+    rows = read_metrics(train(cfg, registry))
     evals = [r["eval/pass@1"] for r in rows if "eval/pass@1" in r]
     assert evals[0] <= 0.2 and evals[-1] >= 0.9, evals
     train_rows = [r for r in rows if "reward/mean" in r]

@@ -9,61 +9,35 @@ advantage).
 
 from __future__ import annotations
 
-import json
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from retrain.config import load_config
 from retrain.plugins import load_plugins
+from retrain.testing import read_metrics, write_toy_config
 from retrain.train.runner import train
 
 
-def toy_config(tmp_path: Path, model: Path, *, advantage: str, steps: int, **extra_sections: str) -> Path:
-    text = textwrap.dedent(f"""
-        [model]
-        model = "{model}"
-        lora_rank = 0
-        [algorithm]
-        advantage_mode = "{advantage}"
-        [training]
-        max_steps = {steps}
-        batch_size = 10
-        group_size = 32
-        max_tokens = 1
-        temperature = 1.0
-        lr = 2e-3
-        save_every = 0
-        seed = 1
-        [data]
-        source = "retrain.testing.toy.CopyDigitEnv"
-        prompt_template = "{{problem}}"
-        [reward]
-        type = "retrain.testing.toy.FirstCharReward"
-        [logging]
-        log_dir = "{tmp_path / 'runs'}"
-        loggers = ["jsonl"]
-        [eval]
-        num_problems = 10
-    """)
-    for section, body in extra_sections.items():
-        text += f"\n[{section}]\n{body}\n"
-    path = tmp_path / f"{advantage.rsplit('.', 1)[-1]}.toml"
-    path.write_text(text)
-    return path
+def learning_config(tmp_path: Path, model: Path, *, advantage: str, steps: int, **sections: dict) -> Path:
+    """10 prompts x 32 samples x 1 token per step; held-out eval of 10 problems before and after."""
+    return write_toy_config(
+        tmp_path / f"{advantage.rsplit('.', 1)[-1]}.toml", model, tmp_path / "runs",
+        algorithm={"advantage_mode": advantage},
+        training={"max_steps": steps, "batch_size": 10, "group_size": 32, "max_tokens": 1, "temperature": 1.0,
+                  "lr": 2e-3, "seed": 1},
+        eval={"num_problems": 10, "at_start": True, "at_end": True}, **sections)
 
 
 def run(path: Path) -> list[dict]:
-    run_dir = train(load_config(path), load_plugins(), config_path=path)
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(train(load_config(path), load_plugins(), config_path=path))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("advantage", ["grpo", "maxrl"])
 def test_tiny_model_learns_copy_digit(tiny_model, tmp_path, advantage):
     start = time.monotonic()
-    rows = run(toy_config(tmp_path, tiny_model, advantage=advantage, steps=80))
+    rows = run(learning_config(tmp_path, tiny_model, advantage=advantage, steps=80))
     steps = [r for r in rows if r["step"] > 0]
     assert [r["step"] for r in steps] == list(range(1, 81))
     first = sum(r["reward/mean"] for r in steps[:3]) / 3
@@ -89,6 +63,6 @@ def test_a_sign_error_does_not_learn(tiny_model, tmp_path, monkeypatch):
     (tmp_path / "flip.py").write_text(NEGATED)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    rows = run(toy_config(tmp_path, tiny_model, advantage="flip.negated", steps=40))
+    rows = run(learning_config(tmp_path, tiny_model, advantage="flip.negated", steps=40))
     last = sum(r["reward/mean"] for r in rows[-10:]) / 10
     assert last < 0.05

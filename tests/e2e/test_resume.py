@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import torch
 from retrain.config import load_config
 from retrain.plugins import load_plugins
+from retrain.testing import read_metrics, read_samples, write_toy_config
 from retrain.train.runner import train
 from safetensors.torch import load_file
 
@@ -23,39 +23,11 @@ VOLATILE = ("time/", "throughput/")
 
 
 def write_config(path: Path, model: Path, log_dir: Path, *, steps: int, lora_rank: int = 0,
-                 name: str = "run", extra: str = "") -> Path:
-    path.write_text(textwrap.dedent(f"""
-        [model]
-        model = "{model}"
-        lora_rank = {lora_rank}
-        [algorithm]
-        advantage_mode = "grpo"
-        [training]
-        max_steps = {steps}
-        batch_size = 2
-        group_size = 4
-        max_tokens = 6
-        lr = 1e-2
-        save_every = 2
-        keep_checkpoints = 5
-        [data]
-        source = "retrain.testing.toy.CopyDigitEnv"
-        prompt_template = "{{problem}}"
-        [reward]
-        type = "retrain.testing.toy.FirstCharReward"
-        [logging]
-        log_dir = "{log_dir}"
-        run_name = "{name}"
-        loggers = ["jsonl"]
-        [eval]
-        at_start = false
-        at_end = false
-    """) + extra)
-    return path
-
-
-def rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+                 name: str = "run", **sections: dict) -> Path:
+    training = {"max_steps": steps, "max_tokens": 6, "lr": 1e-2, "save_every": 2, "keep_checkpoints": 5,
+                **sections.pop("training", {})}
+    return write_toy_config(path, model, log_dir, run_name=name, model={"lora_rank": lora_rank},
+                            algorithm={"advantage_mode": "grpo"}, training=training, **sections)
 
 
 def stable(rows_: list[dict]) -> list[dict]:
@@ -81,32 +53,32 @@ def assert_same_weights(a: Path, b: Path) -> None:
 def test_k_steps_plus_resume_equals_n_steps(tiny_model, tmp_path, lora_rank):
     full_cfg = write_config(tmp_path / "full.toml", tiny_model, tmp_path / "a", steps=4, lora_rank=lora_rank)
     full = train(load_config(full_cfg), load_plugins(), config_path=full_cfg)
-    reference = rows(full)
+    reference = read_metrics(full)
     assert [r["step"] for r in reference] == [1, 2, 3, 4]
 
     # k = 2 steps, then --resume latest with N = 4
     part_cfg = write_config(tmp_path / "part.toml", tiny_model, tmp_path / "b", steps=2, lora_rank=lora_rank)
     part = train(load_config(part_cfg), load_plugins(), config_path=part_cfg)
-    assert [r["step"] for r in rows(part)] == [1, 2]
+    assert [r["step"] for r in read_metrics(part)] == [1, 2]
     rest_cfg = write_config(tmp_path / "part.toml", tiny_model, tmp_path / "b", steps=4, lora_rank=lora_rank)
     resumed = train(load_config(rest_cfg), load_plugins(), config_path=rest_cfg, resume="latest")
     assert resumed == part
-    assert stable(rows(resumed)) == stable(reference)
+    assert stable(read_metrics(resumed)) == stable(reference)
     assert_same_weights(full / "checkpoints" / "step_4", resumed / "checkpoints" / "step_4")
 
 
 def test_resume_from_an_earlier_checkpoint_rewrites_later_rows_once(tiny_model, tmp_path):
     cfg = write_config(tmp_path / "r.toml", tiny_model, tmp_path / "runs", steps=4)
     run_dir = train(load_config(cfg), load_plugins(), config_path=cfg)
-    before = rows(run_dir)
+    before = read_metrics(run_dir)
     final = weights(run_dir / "checkpoints" / "step_4")
     again = train(load_config(cfg), load_plugins(), config_path=cfg, resume=str(run_dir / "checkpoints" / "step_2"))
     assert again == run_dir
-    after = rows(run_dir)
+    after = read_metrics(run_dir)
     assert [r["step"] for r in after] == [1, 2, 3, 4]  # rows 3-4 replaced, not duplicated
     assert stable(after) == stable(before)
     assert all(torch.equal(final[k], v) for k, v in weights(run_dir / "checkpoints" / "step_4").items())
-    samples = [json.loads(x)["step"] for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    samples = [r["step"] for r in read_samples(run_dir)]
     assert samples == sorted(samples) and samples.count(3) == samples.count(1)
 
 
@@ -129,8 +101,8 @@ print(train(load_config(sys.argv[1]), load_plugins(), config_path=Path(sys.argv[
 
 
 def test_sigint_saves_a_checkpoint_and_exits_cleanly(tiny_model, tmp_path):
-    cfg = write_config(tmp_path / "long.toml", tiny_model, tmp_path / "runs", steps=500)
-    cfg.write_text(cfg.read_text().replace("save_every = 2", "save_every = 0"))  # only the interrupt saves
+    cfg = write_config(tmp_path / "long.toml", tiny_model, tmp_path / "runs", steps=500,
+                       training={"save_every": 0})  # only the interrupt saves
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -146,24 +118,23 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tiny_model, tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert "interrupted after step" in err
     run_dir = Path(out.strip().splitlines()[-1])
-    done = rows(run_dir)
+    done = read_metrics(run_dir)
     k = done[-1]["step"]
     assert [r["step"] for r in done] == list(range(1, k + 1)) and k < 500
     assert (run_dir / "checkpoints" / f"step_{k}" / "state.pt").is_file()
     # and it continues from there
     cont = write_config(tmp_path / "long.toml", tiny_model, tmp_path / "runs", steps=k + 1)
     train(load_config(cont), load_plugins(), config_path=cont, resume="latest")
-    assert [r["step"] for r in rows(run_dir)] == list(range(1, k + 2))
+    assert [r["step"] for r in read_metrics(run_dir)] == list(range(1, k + 2))
 
 
 def test_wandb_offline_and_resume_continue_the_same_run(tiny_model, tmp_path):
-    cfg = write_config(tmp_path / "w.toml", tiny_model, tmp_path / "runs", steps=2)
-    cfg.write_text(cfg.read_text().replace('loggers = ["jsonl"]',
-                                           'loggers = ["jsonl"]\nwandb_project = "retrain-test"\nwandb_mode = "offline"'))
+    wandb = {"wandb_project": "retrain-test", "wandb_mode": "offline"}
+    cfg = write_config(tmp_path / "w.toml", tiny_model, tmp_path / "runs", steps=2, logging=wandb)
     run_dir = train(load_config(cfg), load_plugins(), config_path=cfg)
     run_id = (run_dir / "wandb_id.txt").read_text().strip()
     assert list((run_dir / "wandb").glob(f"offline-run-*-{run_id}"))
-    cfg.write_text(cfg.read_text().replace("max_steps = 2", "max_steps = 3"))
+    write_config(cfg, tiny_model, tmp_path / "runs", steps=3, logging=wandb)
     train(load_config(cfg), load_plugins(), config_path=cfg, resume="latest")
     assert (run_dir / "wandb_id.txt").read_text().strip() == run_id
     assert len(list((run_dir / "wandb").glob(f"offline-run-*-{run_id}"))) >= 1
@@ -174,10 +145,9 @@ def test_wandb_project_without_credentials_logs_offline_with_one_message(tiny_mo
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    cfg = write_config(tmp_path / "w.toml", tiny_model, tmp_path / "runs", steps=1)
-    cfg.write_text(cfg.read_text().replace('loggers = ["jsonl"]', 'loggers = ["jsonl"]\nwandb_project = "p"'))
+    cfg = write_config(tmp_path / "w.toml", tiny_model, tmp_path / "runs", steps=1, logging={"wandb_project": "p"})
     run_dir = train(load_config(cfg), load_plugins(), config_path=cfg)
     err = capsys.readouterr().err
     assert "wandb project 'p' set but no wandb credentials" in err and "logging offline" in err
-    assert [r["step"] for r in rows(run_dir)] == [1]
+    assert [r["step"] for r in read_metrics(run_dir)] == [1]
     assert list((run_dir / "wandb").glob("offline-run-*"))

@@ -1,4 +1,4 @@
-"""Back pressure: size the generation batch from a Universal-Scalability-Law fit (DESIGN section 7).
+"""Back pressure: size the generation batch from a Universal-Scalability-Law fit (docs/performance.md, "Back pressure").
 
 Throughput X (tokens/s) at concurrency p (sequences decoded together) follows Gunther's USL
 

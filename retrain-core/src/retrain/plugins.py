@@ -4,7 +4,7 @@
 the same hooks as third-party plugins (as ``builtin.<area>``). Only this module and
 ``hookspecs`` import pluggy.
 
-Failure policy (DESIGN section 2): a plugin that fails to import, or whose registration hook
+Failure policy (docs/plugins.md, "When a plugin fails"): a plugin that fails to import, or whose registration hook
 raises, costs one :class:`PluginLoadWarning` and a "failed" row; it is a :class:`PluginError`
 under ``RETRAIN_STRICT_PLUGINS=1``, when listed in ``[plugins] require``, or when a run selects
 a name that only it could provide (``Registry.get`` names the failed plugin and chains its error).

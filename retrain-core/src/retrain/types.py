@@ -1,4 +1,4 @@
-"""Data that crosses component boundaries (DESIGN section 3).
+"""Data that crosses component boundaries (docs/architecture.md, the data path).
 
 Shapes: B prompts, G samples per prompt, N = B*G rows, T completion tokens.
 Groups are contiguous: rows g*G .. g*G+G-1 belong to prompt g.

@@ -1,4 +1,4 @@
-"""Credit assignment: rewards [N] -> token advantages [N, T] (DESIGN sections 3 and 4).
+"""Credit assignment: rewards [N] -> token advantages [N, T] (docs/advantages.md).
 
 One object per run, built from the config through the plugin registry::
 

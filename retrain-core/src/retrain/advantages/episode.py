@@ -1,4 +1,4 @@
-"""Episode-level advantages: rewards ``[B, G]`` -> advantages ``[B, G]`` (DESIGN section 4).
+"""Episode-level advantages: rewards ``[B, G]`` -> advantages ``[B, G]`` (docs/advantages.md).
 
 Each component is a class whose keyword arguments are its options (section ``[grpo]``,
 ``[dr_grpo]``, ``[maxrl]``) and whose instances are called on a ``[B, G]`` float tensor.

@@ -25,8 +25,3 @@ def gtpo_weights(h: torch.Tensor, valid: torch.Tensor, beta: float) -> torch.Ten
     w = (1.0 + beta * (rel - 1.0)).clamp(min=0.0)  # [N, T]
     return w * vf
 
-
-def gtpo_token_advantages(episode_adv: torch.Tensor, h: torch.Tensor, valid: torch.Tensor,
-                          beta: float) -> torch.Tensor:
-    """A_t = A_i * w_t: episode advantages ``[N]`` -> token advantages ``[N, T]``."""
-    return episode_adv.unsqueeze(1) * gtpo_weights(h, valid, beta)  # [N, T]

@@ -1,4 +1,4 @@
-"""The ``local`` backend: transformers + peft on this machine (DESIGN section 6).
+"""The ``local`` backend: transformers + peft on this machine (docs/training.md, "The local backend").
 
 * LoRA on all linear projections (``[model] lora_rank/alpha/dropout``), or full weights when the
   rank is 0. fp32 on CPU, bf16 on GPU (``[backend] dtype``); optional bf16 autocast over fp32

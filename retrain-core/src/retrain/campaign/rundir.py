@@ -1,6 +1,6 @@
 """Reading run directories: metrics.jsonl, checkpoints, adapters and how far a run got.
 
-A run directory (DESIGN section 7) holds ``metrics.jsonl`` (one JSON object per line with
+A run directory (docs/training.md, "Run directory") holds ``metrics.jsonl`` (one JSON object per line with
 ``step`` and slash-namespaced metrics such as ``reward/mean`` and ``eval/pass@1``),
 ``checkpoints/step_N/`` and the resolved config. Rows with the same step are merged (an eval row
 and a training row of one step become one), later rows win, so a resumed run that re-logs a step

@@ -1,4 +1,4 @@
-"""TOML -> typed, validated configuration (DESIGN section 5).
+"""TOML -> typed, validated configuration (docs/config.md).
 
 ``load_config(path, overrides)`` returns a :class:`Config`: one dataclass per core section
 (``config.training.lr``) plus ``config.plugin_sections`` (``[vllm]``, ``[hicra]``, ...), which are

@@ -55,7 +55,7 @@ class ModelConfig:
 
 @dataclass
 class AlgorithmConfig:
-    """How rewards become a policy-gradient loss (DESIGN section 4)."""
+    """How rewards become a policy-gradient loss (docs/advantages.md, docs/training.md)."""
 
     advantage_mode: str = opt("maxrl", "Episode advantage: grpo, dr_grpo, maxrl, or a dotted path.")
     transform_mode: str = opt("none", "Token transform: none, gtpo, gtpo_sepa, gtpo_hicra (retrain-hicra), "

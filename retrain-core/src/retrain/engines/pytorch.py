@@ -1,4 +1,4 @@
-"""The ``pytorch`` engine: samples from the trainer's own model in-process (DESIGN section 6).
+"""The ``pytorch`` engine: samples from the trainer's own model in-process (docs/training.md, "The pytorch engine").
 
 All B*G rows of a step are decoded together: one prefill (each distinct prompt once, their
 common prefix once: the trainer's layout, ``retrain.backends.logprobs.prefill_prompts``), then

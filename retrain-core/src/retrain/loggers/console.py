@@ -52,8 +52,6 @@ class ConsoleLogger:
         else:
             done = step - self._first_step
             eta = (now - self._t0) / done * (self.max_steps - step) if done > 0 else None
-            if eta is None and "time/step" in metrics:
-                eta = metrics["time/step"] * (self.max_steps - step)
         if eta is None and "time/step" in metrics:
             eta = metrics["time/step"] * (self.max_steps - step)
         line = progress_line(step, self.max_steps, metrics, eta)

@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN section 7): written atomically, the last K kept, everything needed to resume.
+"""Checkpoints (docs/training.md, "Checkpoints and resume"): written atomically, the last K kept, everything needed to resume.
 
 Layout of ``<run>/checkpoints/step_<N>/``::
 

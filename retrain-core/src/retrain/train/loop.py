@@ -1,4 +1,4 @@
-"""The RL loop, top to bottom (DESIGN section 3). Shapes: B prompts, G samples, N = B*G, T tokens.
+"""The RL loop, top to bottom (docs/architecture.md). Shapes: B prompts, G samples, N = B*G, T tokens.
 
 Every stage is a component chosen by name through the plugin registry::
 

@@ -1,4 +1,4 @@
-"""Policy-gradient losses on per-token logprobs (DESIGN section 4), as pure tensor functions.
+"""Policy-gradient losses on per-token logprobs (docs/training.md, "The loss"), as pure tensor functions.
 
 Shapes: N rows, T completion tokens. The per-token terms are summed, each row scaled by
 ``row_scale`` (when given), and divided by ``denom``; :func:`aggregation` picks both for

@@ -1,4 +1,4 @@
-"""The run directory (DESIGN section 7)::
+"""The run directory (docs/training.md, "Run directory")::
 
     runs/<name>/
       config.toml        the fully resolved config (secrets redacted)

@@ -7,7 +7,7 @@ from vf_helpers import metrics, retrain, samples, write_run
 
 
 def test_single_turn_env_trains_with_its_rubric(vf_envs, vf_model, tmp_path):
-    proc = retrain(write_run(tmp_path, vf_model, "retrain-vf-letters", steps=2))
+    proc = retrain(write_run(tmp_path, vf_model, "retrain-vf-letters", steps=2), vf_envs.site)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = metrics(tmp_path)
     assert [r["step"] for r in rows] == [1, 2]
@@ -24,7 +24,7 @@ def test_single_turn_env_trains_with_its_rubric(vf_envs, vf_model, tmp_path):
 def test_multi_turn_game_trains_on_model_tokens_only(vf_envs, vf_model, tmp_path):
     config = write_run(tmp_path, vf_model, "retrain-vf-guess", steps=2, max_tokens=4, extra="max_turns = 3",
                        at_end=True)
-    proc = retrain(config)
+    proc = retrain(config, vf_envs.site)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = metrics(tmp_path)
     assert [r["step"] for r in rows] == [1, 2]

@@ -1,4 +1,8 @@
-"""Shared builders for the credit tests: a RunContext from a config dict, rollouts from texts."""
+"""Builders for component tests: a RunContext from a config dict, Rollouts from completion texts.
+
+    ctx = make_ctx({"algorithm": {"transform_mode": "gtpo"}}, tokenizer=tiny_tokenizer())
+    rollouts = make_rollouts(ctx.tokenizer, ["2+2=4", "5"], group_size=2)
+"""
 
 from __future__ import annotations
 

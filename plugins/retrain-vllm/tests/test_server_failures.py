@@ -3,13 +3,13 @@ intact, no server left behind. Each test runs the real CLI in a subprocess."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
+
+from retrain.testing import read_metrics, write_toy_config
 
 # An environment that, at its Nth sample() call, does something to the run: kill the vLLM server
 # (its pid read from the server log) or press Ctrl-C (SIGINT to the training process).
@@ -40,36 +40,10 @@ def run_cli(tmp_path: Path, model: Path, sabotage: str) -> tuple[subprocess.Comp
     exp = tmp_path / "exp"
     exp.mkdir()
     (exp / "sabotage_env.py").write_text(SABOTAGE_ENV)
-    (exp / "run.toml").write_text(textwrap.dedent(f"""
-        [model]
-        model = "{model}"
-        lora_rank = 4
-        [training]
-        max_steps = 3
-        batch_size = 2
-        group_size = 2
-        max_tokens = 6
-        save_every = 1
-        [data]
-        source = "sabotage_env.SabotageEnv"
-        prompt_template = "{{problem}}"
-        [reward]
-        type = "retrain.testing.toy.FirstCharReward"
-        workers = 1
-        [inference]
-        engine = "vllm"
-        retries = 1
-        [vllm]
-        mode = "server"
-        max_model_len = 128
-        [logging]
-        log_dir = "{tmp_path / 'runs'}"
-        run_name = "run"
-        loggers = ["jsonl"]
-        [eval]
-        at_start = false
-        at_end = false
-        """))
+    write_toy_config(exp / "run.toml", model, tmp_path / "runs", model={"lora_rank": 4},
+                     training={"max_steps": 3, "group_size": 2, "max_tokens": 6, "save_every": 1},
+                     data={"source": "sabotage_env.SabotageEnv"}, reward={"workers": 1},
+                     inference={"engine": "vllm", "retries": 1}, vllm={"mode": "server", "max_model_len": 128})
     proc = subprocess.run([sys.executable, "-c", "from retrain.cli.main import main; main()", "run.toml"],
                           cwd=exp, capture_output=True, text=True, timeout=500,
                           env=dict(os.environ, SABOTAGE=sabotage))
@@ -89,7 +63,7 @@ def gone(pid: int) -> bool:
 
 
 def steps(run_dir: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    return [r["step"] for r in read_metrics(run_dir)]
 
 
 def test_server_killed_mid_run_gives_a_clear_error_and_keeps_checkpoints(vllm_model, tmp_path):

@@ -43,10 +43,12 @@ def test_bad_id_syntax():
 
 def test_auto_install_installs_then_eval_only_env_fails_fast(vf_envs, vf_model, tmp_path):
     """auto_install = true pip-installs the package (from a local wheel folder: pip's own config
-    decides the index); the environment has only a "test" split, so training is refused."""
+    decides the index, here PIP_TARGET keeps it in the test's folder); the environment has only
+    a "test" split, so training is refused."""
     assert importlib.util.find_spec("retrain_vf_evalonly") is None
     config = write_run(tmp_path, vf_model, "retrain-vf-evalonly", extra="auto_install = true")
-    proc = retrain(config, env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(vf_envs), "PIP_NO_DEPS": "1"})
+    proc = retrain(config, vf_envs.site, env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(vf_envs.wheels),
+                                             "PIP_NO_DEPS": "1", "PIP_TARGET": str(vf_envs.site)})
     assert "retrain-verifiers: installing environment 'retrain-vf-evalonly'" in proc.stderr
     assert proc.returncode == 2
     assert error_line(proc) == (
@@ -55,7 +57,7 @@ def test_auto_install_installs_then_eval_only_env_fails_fast(vf_envs, vf_model, 
         "`vf-eval`), or train on an environment with training data (a taskset with a \"train\" split or more tasks "
         "than [eval] num_problems).")
     importlib.invalidate_caches()
-    assert importlib.util.find_spec("retrain_vf_evalonly") is not None  # installed for real
+    assert importlib.util.find_spec("retrain_vf_evalonly") is not None  # installed for real, into site
 
 
 def test_without_auto_install_nothing_is_installed(vf_envs, tmp_path):

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from retrain.testing.builders import make_ctx, make_rollouts
 from retrain.testing.contracts import check_transform_spec
 from retrain_hicra.mine import mine, ngrams
 from retrain_hicra.transform import HICRAAmplifier, make_gtpo_hicra
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
-from credit_helpers import make_ctx, make_rollouts  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ the core openai engine against a vLLM server. Engine and trainer must agree afte
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,22 +10,14 @@ from vllm_helpers import make_ctx
 
 from retrain.config import config_from_dict
 from retrain.plugins import load_plugins
+from retrain.testing import read_metrics, toy_config
 
 
 def run_config(model: Path, log_dir: Path, name: str, inference: dict, vllm: dict | None = None,
                lora_rank: int = 4) -> dict:
-    cfg = {
-        "model": {"model": str(model), "lora_rank": lora_rank},
-        "training": {"max_steps": 3, "batch_size": 2, "group_size": 4, "max_tokens": 8, "lr": 0.05, "save_every": 0},
-        "data": {"source": "retrain.testing.toy.CopyDigitEnv", "prompt_template": "{problem}"},
-        "reward": {"type": "retrain.testing.toy.FirstCharReward", "workers": 1},
-        "inference": inference,
-        "logging": {"log_dir": str(log_dir), "run_name": name, "loggers": ["jsonl"]},
-        "eval": {"at_start": False, "at_end": False},
-    }
-    if vllm is not None:
-        cfg["vllm"] = vllm
-    return cfg
+    return toy_config(model, log_dir, run_name=name, model={"lora_rank": lora_rank},
+                      training={"max_steps": 3, "max_tokens": 8, "lr": 0.05}, reward={"workers": 1},
+                      inference=inference, **({"vllm": vllm} if vllm is not None else {}))
 
 
 def train(data: dict) -> list[dict]:
@@ -35,7 +26,7 @@ def train(data: dict) -> list[dict]:
     reg = load_plugins()
     cfg = config_from_dict(data, source="run.toml", plugin_sections=reg.plugin_sections())
     run_dir = run(cfg, reg)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_metrics(run_dir)
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
     return rows

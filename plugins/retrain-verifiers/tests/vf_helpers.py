@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from retrain.testing import read_metrics, read_samples
+from retrain.testing.packages import path_env
 
 RUN = '''
 [model]
@@ -45,19 +46,20 @@ def write_run(tmp: Path, model: Path, env_id: str, *, steps: int = 2, batch: int
     return path
 
 
-def retrain(config: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`retrain RUN.toml` in a subprocess (cwd = the config's folder)."""
-    full_env = {**os.environ, **(env or {})}
+def retrain(config: Path, site: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`retrain RUN.toml` in a subprocess (cwd = the config's folder) that sees the fixture
+    environments installed in ``site``."""
+    full_env = {**path_env(site), **(env or {})}
     return subprocess.run([sys.executable, "-c", "from retrain.cli.main import main; main()", config.name],
                           cwd=config.parent, capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
 def metrics(tmp: Path) -> list[dict]:
-    return [json.loads(line) for line in (tmp / "out" / "run" / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(tmp / "out" / "run")
 
 
 def samples(tmp: Path) -> list[dict]:
-    return [json.loads(line) for line in (tmp / "out" / "run" / "samples.jsonl").read_text().splitlines()]
+    return read_samples(tmp / "out" / "run")
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:

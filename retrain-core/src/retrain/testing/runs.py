@@ -1,0 +1,66 @@
+"""Toy runs for tests: a config that trains a tiny model on the toy task, and its output readers.
+
+    path = write_toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs",
+                            training={"max_steps": 3, "save_every": 1})
+    run_dir = train(load_config(path), load_plugins(), config_path=path)
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3]
+
+The toy run is ``retrain.testing.toy.CopyDigitEnv`` scored by ``FirstCharReward``, full fine-tuning
+(``lora_rank = 0``), jsonl metrics only, no evaluation and no checkpoints unless a section says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+#: Sections of the toy run before a test's changes (one step, 2 prompts x 4 samples x 4 tokens).
+TOY_RUN: dict[str, dict[str, Any]] = {
+    "model": {"lora_rank": 0},
+    "training": {"max_steps": 1, "batch_size": 2, "group_size": 4, "max_tokens": 4, "save_every": 0},
+    "data": {"source": "retrain.testing.toy.CopyDigitEnv", "prompt_template": "{problem}"},
+    "reward": {"type": "retrain.testing.toy.FirstCharReward"},
+    "logging": {"loggers": ["jsonl"]},
+    "eval": {"at_start": False, "at_end": False},
+}
+
+
+def toy_config(model: str | Path, log_dir: str | Path, /, *, run_name: str = "run",
+               **sections: dict[str, Any]) -> dict[str, Any]:
+    """The toy run's config as a dict; each keyword is a section whose keys replace the toy run's
+    keys one by one (``training={"max_steps": 3}`` keeps the other [training] keys; ``model=`` is
+    the [model] section, the first argument its ``model`` path)."""
+    data = copy.deepcopy(TOY_RUN)
+    data["model"]["model"] = str(model)
+    data["logging"].update(log_dir=str(log_dir), run_name=run_name)
+    for section, body in sections.items():
+        data.setdefault(section, {}).update(body)
+    return data
+
+
+def write_toy_config(path: str | Path, model: str | Path, log_dir: str | Path | None = None, /, *,
+                     run_name: str = "run", **sections: dict[str, Any]) -> Path:
+    """Write :func:`toy_config` as TOML to ``path`` (``log_dir`` defaults to ``runs/`` beside it)."""
+    from retrain.config import dump_toml
+
+    path = Path(path)
+    log_dir = path.parent / "runs" if log_dir is None else log_dir
+    path.write_text(dump_toml(toy_config(model, log_dir, run_name=run_name, **sections)))
+    return path
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a jsonl file (blank lines skipped)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``RUN_DIR/metrics.jsonl``, one per logged step."""
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
+
+
+def read_samples(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``RUN_DIR/samples.jsonl``, one per sampled completion."""
+    return read_jsonl(Path(run_dir) / "samples.jsonl")
