@@ -71,6 +71,7 @@ class RewardResult:
     terms: dict[str, list[float]] = field(default_factory=dict)  # per-term values, each [N]
     errors: int = 0  # scoring calls that raised (scored 0, counted)
     timeouts: int = 0  # scoring calls that ran past the timeout (scored 0, counted)
+    unparsed_refs: int = 0  # rows whose reference did not parse as math (compared as text, counted)
 
 
 @runtime_checkable

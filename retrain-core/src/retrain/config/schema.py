@@ -189,8 +189,8 @@ class RewardConfig:
     timeout: float = opt(5.0, "Seconds per scoring call before it counts as a timeout (reward 0).", gt=0)
     workers: int = opt(2, "Worker processes for scoring.", ge=1)
     terms: list[dict] = opt([], 'For type = "combo": [{type = "math", weight = 1.0}, ...].')
-    fallback: str = opt("last_number", "Answer extraction when there is no \\boxed{}: none (boxed only), answer_is "
-                                       '("the answer is X"), last_number (answer_is, then the last number).',
+    fallback: str = opt("none", "Answer extraction when there is no \\boxed{}: none (boxed only), answer_is "
+                                '("the answer is X"), last_number (answer_is, then the last number that stands alone).',
                         ("none", "answer_is", "last_number"))
     function: str = opt("", 'For type = "custom": dotted path to score(response, reference) -> float '
                             "or score_batch(responses, references) -> list[float].")

@@ -51,6 +51,7 @@ class ComboReward:
             result.terms[name] = list(part.rewards)
             result.errors += part.errors
             result.timeouts += part.timeouts
+            result.unparsed_refs += part.unparsed_refs
             for i, value in enumerate(part.rewards):
                 total[i] += weight * value
         return result

@@ -186,6 +186,7 @@ def rollout_metrics(rollouts: Rollouts, rewards: Any, result: Any) -> dict[str, 
         "reward/pass_rate": float((rewards >= 1.0 - 1e-6).float().mean()),
         "reward/errors": float(result.errors),
         "reward/timeouts": float(result.timeouts),
+        "reward/unparsed_refs": float(getattr(result, "unparsed_refs", 0)),
         "completion/length_mean": float(lengths.mean()),
         "completion/truncated_frac": sum(r == "length" for r in rollouts.finish_reasons) / max(1, rollouts.n),
     }
