@@ -1,0 +1,1 @@
+"""retrain-rloo: an example third-party advantage plugin (RLOO)."""
