@@ -11,7 +11,7 @@ import pytest
 from sglang_fake import FakeSGLangServer
 
 from retrain.engines.openai import OpenAIEngine, StaleWeightsError, server_root
-from retrain.engines.openai_http import JSONClient, ServerUnreachable
+from retrain.http_client import JSONClient, ServerUnreachable
 from retrain.types import SamplingParams
 
 PARAMS = SamplingParams(n=2, max_tokens=3, temperature=1.0, seed=1)
@@ -47,7 +47,8 @@ def test_sglang_is_detected_and_generate_reads_native_token_ids(fake):
     assert len(gen.completion_ids) == 4 and gen.policy_version == 0  # B=2 x n=2, groups contiguous
     assert gen.logprobs[0] == [-0.5, -0.51, -0.52]
     assert gen.finish_reasons == ["length"] * 4
-    first = [c for c in fake.calls if c[0] == "/generate"][0][1]
+    # prompts go out concurrently: find the first prompt's request, whichever thread sent it first
+    first = next(body for path, body in fake.calls if path == "/generate" and body["input_ids"][0] == [2, 10])
     assert first["input_ids"] == [[2, 10], [2, 10]] and first["return_logprob"] is True
     assert first["sampling_params"]["max_new_tokens"] == 3 and "lora_path" not in first
 

@@ -108,14 +108,21 @@ def check_option_value(option: Option, value: Any) -> str:
 
 
 def _import_file(file: Path, label: str) -> Any:
+    """Import a file by path, under its stem (worker processes and pickling find it by that name)."""
     name = file.stem
+    taken = sys.modules.get(name)
+    if taken is not None and Path(getattr(taken, "__file__", "") or "").resolve() == file:
+        return taken
+    found = importlib.util.find_spec(name) if taken is None else None
+    if taken is not None or (found is not None and Path(found.origin or "").resolve() != file):
+        raise PluginError(f"{label}: the file {file.name} has the name of an installed module {name!r}, which it "
+                          f"would shadow. Rename the file (e.g. my_{name}.py).")
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
         raise PluginError(f"{label}: cannot import {file} (not a Python file?).")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # so that worker processes and pickling find it by name
-    if str(file.parent) not in sys.path:
-        sys.path.insert(0, str(file.parent))
+    sys.modules[name] = module
+    _append_to_path(file.parent)  # its sibling modules import; installed packages still come first
     try:
         spec.loader.exec_module(module)
     except Exception as e:
@@ -124,37 +131,53 @@ def _import_file(file: Path, label: str) -> Any:
     return module
 
 
+def _append_to_path(folder: Path) -> None:
+    """Make ``folder`` importable at the END of sys.path, so that nothing in it shadows an installed package."""
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+        importlib.invalidate_caches()
+
+
+def _local_module_folder(top: str, dirs: list[Path]) -> Path | None:
+    """The first folder in ``dirs`` holding module ``top`` (``top.py`` or package ``top/``)."""
+    return next((d for d in dirs if (d / f"{top}.py").is_file() or (d / top).is_dir()), None)
+
+
 def load_dotted(path: str, where: str = "", search_dirs: Iterable[str | Path] = ()) -> Any:
     """Import ``module.attr``, ``module:attr`` or ``path/to/file.py:attr``.
 
-    Modules are searched in the working directory, then ``search_dirs`` (e.g. the config file's
-    folder), then ``sys.path``; file paths are relative to the same folders.
+    Dotted paths run code, like the config that names them (see docs/reliability.md, trust model).
+    A module name resolves to an installed module first (site-packages, the standard library);
+    only a name nothing installed provides is looked up in ``search_dirs`` (the config file's
+    folder), then the working directory, whose folder is then appended to the end of
+    ``sys.path``: a stray ``json.py`` or ``numpy.py`` lying around never replaces a dependency.
+    File paths are relative to the same folders, in the same order.
     """
     label = f'{where} = "{path}"' if where else f'"{path}"'
     modname, _, attr = path.rpartition(":") if ":" in path else path.rpartition(".")
     if not modname or not attr:
         raise PluginError(f"{label}: expected a dotted path module.function, or path/to/file.py:function.")
-    dirs = [Path(os.getcwd()), *(Path(d) for d in search_dirs)]
+    dirs = list(dict.fromkeys([*(Path(d).resolve() for d in search_dirs), Path(os.getcwd()).resolve()]))
+    looked = f"looked in {', '.join(str(d) for d in dirs)}"
+    local: Path | None = None
     if modname.endswith(".py") or "/" in modname or os.sep in modname:
         modname = modname if modname.endswith(".py") else modname + ".py"
         candidates = [d / modname for d in dirs] if not Path(modname).is_absolute() else [Path(modname)]
         file = next((c for c in candidates if c.is_file()), None)
         if file is None:
-            raise PluginError(f"{label}: no such file {modname} (looked in "
-                              f"{', '.join(str(d) for d in dirs)}).")
+            raise PluginError(f"{label}: no such file {modname} ({looked}).")
         module = _import_file(file.resolve(), label)
     else:
-        for d in reversed(dirs):
-            if str(d) not in sys.path:
-                sys.path.insert(0, str(d))
-        importlib.invalidate_caches()
+        top = modname.split(".")[0]
+        local = _local_module_folder(top, dirs)
+        if local is not None and top not in sys.modules and importlib.util.find_spec(top) is None:
+            _append_to_path(local)
         try:
             module = importlib.import_module(modname)
         except ModuleNotFoundError as e:
             if e.name and modname.startswith(e.name):
-                raise PluginError(f"{label}: cannot import module {modname!r} (looked in "
-                                  f"{', '.join(str(d) for d in dirs)} and site-packages). "
-                                  f"Check the name, or put {modname.split('.')[0]}.py next to the config.") from e
+                raise PluginError(f"{label}: cannot import module {modname!r} ({looked} and site-packages). "
+                                  f"Check the name, or put {top}.py next to the config.") from e
             raise PluginError(f"{label}: importing {modname!r} failed: {type(e).__name__}: {e}") from e
         except Exception as e:
             raise PluginError(f"{label}: importing {modname!r} failed: {type(e).__name__}: {e}") from e
@@ -162,5 +185,9 @@ def load_dotted(path: str, where: str = "", search_dirs: Iterable[str | Path] = 
         return getattr(module, attr)
     except AttributeError:
         names = [n for n in dir(module) if not n.startswith("_")]
-        raise PluginError(f"{label}: module {module.__name__!r} has no attribute {attr!r}."
-                          + did_you_mean(attr, names)) from None
+        hint = did_you_mean(attr, names)
+        origin = Path(getattr(module, "__file__", "") or "")
+        if local is not None and local not in origin.parents:
+            hint += (f" The installed module {module.__name__!r} ({origin}) takes precedence over the one in {local}; "
+                     f"rename yours, or name the file: \"{local / modname.replace('.', '/')}.py:{attr}\".")
+        raise PluginError(f"{label}: module {module.__name__!r} has no attribute {attr!r}." + hint) from None

@@ -3,7 +3,8 @@
 An id is ``[owner/]name[@version]``, as on the Prime hub. verifiers imports the module
 ``name`` with ``-`` -> ``_`` (lower case), or its built-in ``verifiers.v1.tasksets.<module>``.
 retrain installs an environment only when ``[environment] auto_install = true``, with
-``python -m pip install name[==version]`` into the running interpreter; pip's own
+``python -m pip install name[==version]`` into the running interpreter (an id that is not a plain
+package name and version, such as ``-rreqs.txt`` or ``--index-url=...``, is refused); pip's own
 configuration (``PIP_INDEX_URL``, ``PIP_FIND_LINKS``, ...) decides where the package comes from.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import shlex
 import subprocess
 import sys
@@ -43,13 +45,23 @@ class EnvRef:
         return "pip install " + shlex.quote(self.requirement)
 
 
+# A distribution name (PEP 508) and a version (PEP 440 characters): neither may start with "-", so
+# an id can never reach pip as an option (-rfile, --index-url=...) when auto_install runs it.
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
+_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def parse_env_id(env_id: str, where: str = "[environment] id") -> EnvRef:
     """``owner/name@version`` -> EnvRef(name, version); the owner is only a hub namespace."""
     raw = env_id.strip()
-    name, _, version = raw.rsplit("/", 1)[-1].partition("@")
-    if not name or any(c.isspace() for c in raw):
-        raise ConfigError(f'{where} = "{env_id}": not a verifiers environment id; expected [owner/]name[@version], '
-                          'e.g. "my-env" or "owner/my-env@0.1.0".')
+    owner, _, rest = raw.rpartition("/")
+    name, at, version = rest.partition("@")
+    if not (_NAME.fullmatch(name) and (not at or _VERSION.fullmatch(version))
+            and (not owner or _OWNER.fullmatch(owner))):
+        raise ConfigError(f'{where} = "{env_id}": not a verifiers environment id; expected [owner/]name[@version] '
+                          'made of letters, digits, ".", "_" and "-" (not starting with "-"), e.g. "my-env" or '
+                          '"owner/my-env@0.1.0".')
     return EnvRef(raw, name, version)
 
 

@@ -20,7 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from retrain.engines.openai import OpenAIEngine
-from retrain.engines.openai_http import JSONClient, ServerUnreachable
+from retrain.http_client import JSONClient, ServerUnreachable
 from retrain.errors import RetrainError
 from retrain.types import Generation, SamplingParams
 

@@ -14,7 +14,6 @@ transform; GTPO weighting; the spec's token-advantage hook (HICRA); zero where `
 from __future__ import annotations
 
 import inspect
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +29,13 @@ if TYPE_CHECKING:
     from retrain.types import Rollouts, RunContext
 
 
-def ensure_importable(*folders: Path | str | None) -> None:
-    """Put folders (the working directory, the config's folder) on sys.path for dotted paths."""
-    for folder in folders:
-        if folder is None:
-            continue
-        path = str(Path(folder).resolve())
-        if path not in sys.path:
-            sys.path.insert(0, path)
+def ensure_importable(ctx: RunContext) -> None:
+    """Dotted paths are looked up in the config file's folder too (after installed modules, see
+    ``retrain.components.load_dotted``); sys.path itself is left alone."""
+    dirs = getattr(ctx.registry, "search_dirs", None)
+    folder = Path(ctx.config_path).resolve().parent if ctx.config_path else None
+    if folder is not None and dirs is not None and folder not in dirs:
+        dirs.append(folder)
 
 
 def _is_plain_advantage_function(factory: Any) -> bool:
@@ -55,7 +53,7 @@ def build_advantage(ctx: RunContext) -> Any:
     name = cfg.algorithm.advantage_mode
     where = f"{cfg.source} [algorithm] advantage_mode"
     if "." in name or ":" in name:
-        ensure_importable(Path.cwd(), Path(ctx.config_path).parent if ctx.config_path else None)
+        ensure_importable(ctx)
         comp = ctx.registry.get("advantage", name, where)
         if _is_plain_advantage_function(comp.factory):
             return comp.factory
@@ -72,7 +70,7 @@ def build_transform(ctx: RunContext) -> TransformSpec:
     name = cfg.algorithm.transform_mode
     where = f"{cfg.source} [algorithm] transform_mode"
     if "." in name or ":" in name:
-        ensure_importable(Path.cwd(), Path(ctx.config_path).parent if ctx.config_path else None)
+        ensure_importable(ctx)
     spec = ctx.registry.build("transform", name, where=where, ctx=ctx)
     if not isinstance(spec, TransformSpec):
         raise PluginError(f'{where} = "{name}": returned {type(spec).__name__}, expected a TransformSpec '

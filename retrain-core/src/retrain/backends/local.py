@@ -315,8 +315,9 @@ class LocalBackend:
                     "version": self.version}, path / "trainer_state.pt")
 
     def load_checkpoint(self, path: str | Path) -> None:
-        import torch
         from safetensors.torch import load_file
+
+        from retrain.train.checkpoint import load_data
 
         path = Path(path)
         from retrain.distributed.checkpoint import is_dcp, load_backend
@@ -341,7 +342,7 @@ class LocalBackend:
             tied = {k for k in missing if "lm_head" in k or "embed" in k}
             if set(missing) - tied:
                 raise ConfigError(f"{path}: checkpoint weights miss {sorted(set(missing) - tied)[:3]}...")
-        st = torch.load(path / "trainer_state.pt", map_location=self.device, weights_only=False)
+        st = load_data(path / "trainer_state.pt", map_location=self.device)  # data only, never code
         self.optimizer.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])
         self.version = int(st["version"])

@@ -22,6 +22,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from retrain import __version__
 from retrain.errors import RetrainError
+from retrain.redaction import redact_text
 
 EXIT_USER_ERROR = 2
 
@@ -259,9 +260,9 @@ def _show_warning(message: Any, category: type[Warning], filename: str, lineno: 
     from retrain.plugins import PluginLoadWarning
 
     if issubclass(category, PluginLoadWarning):
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {redact_text(str(message))}", file=sys.stderr)
     else:
-        _default_showwarning(message, category, filename, lineno, file, line)
+        _default_showwarning(redact_text(str(message)), category, filename, lineno, file, line)
 
 
 _default_showwarning = warnings.showwarning
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command.main(args=argv, prog_name="retrain", standalone_mode=True)
     except RetrainError as e:
-        print("error: " + " ".join(str(e).split("\n")), file=sys.stderr)
+        print("error: " + redact_text(" ".join(str(e).split("\n"))), file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
 

@@ -17,13 +17,13 @@ from typing import Any
 from retrain.config.schema import KEY_ALIASES, SECTIONS, section_keys, toml_key
 from retrain.config.values import check_value, toml_type
 from retrain.errors import ConfigError, did_you_mean
+from retrain.redaction import is_secret_key, redact_text
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-SECRET_HINTS = ("key", "token", "secret", "password")
 
 
 @dataclass
@@ -74,8 +74,12 @@ def _redact(data: dict[str, Any]) -> dict[str, Any]:
     for k, v in data.items():
         if isinstance(v, dict):
             out[k] = _redact(v)
-        elif isinstance(v, str) and v and any(h in k.lower() for h in SECRET_HINTS) and not k.endswith("_env"):
+        elif isinstance(v, str) and v and is_secret_key(k):
             out[k] = "***"
+        elif isinstance(v, str):
+            out[k] = redact_text(v)  # http://user:pass@host, ?api_key=...
+        elif isinstance(v, list):
+            out[k] = [redact_text(x) if isinstance(x, str) else x for x in v]
         else:
             out[k] = v
     return out

@@ -68,12 +68,12 @@ def save_backend(backend: Any, path: Path) -> None:
 
 def load_backend(backend: Any, path: Path) -> None:
     """Restore a DCP checkpoint (any world size, or none), or a one-process checkpoint into a sharded model."""
-    import torch
+    from retrain.train.checkpoint import load_data
 
     path = Path(path)
     if not (path / TRAINER_STATE).is_file():
         raise RetrainError(f"{path}: no {TRAINER_STATE}; not a retrain checkpoint's backend folder.")
-    st = torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=False)
+    st = load_data(path / TRAINER_STATE)  # data only, never code
     if st.get("lora", bool(backend.lora)) != bool(backend.lora):
         raise RetrainError(f"{path}: saved with lora_rank {'> 0' if st.get('lora') else '= 0'}, this run has "
                            f"[model] lora_rank = {backend.cfg.model.lora_rank}; resume with the same setting.")
@@ -134,7 +134,7 @@ def save_run_checkpoint(world: World, run_dir: Path, step: int, *, backend: Any,
     """``checkpoints/step_<step>`` of a sharded run; every rank calls it (see the module doc)."""
     import torch
 
-    from retrain.train.checkpoint import PREFIX, _state_of, list_checkpoints, rng_state
+    from retrain.train.checkpoint import PREFIX, _state_of, list_checkpoints, publish, rng_state, writing_checkpoint
 
     folder = Path(run_dir) / "checkpoints"
     final, tmp = folder / f"{PREFIX}{step}", folder / f".tmp-{PREFIX}{step}"
@@ -149,12 +149,12 @@ def save_run_checkpoint(world: World, run_dir: Path, step: int, *, backend: Any,
     if world.is_main:
         state = {"step": step, "version": backend.version, "rng": rng_state(), "environment": _state_of(environment),
                  "credit": _state_of(credit), "extra": {"world_size": world.size}}
-        torch.save(state, tmp / "state.pt")
-        (tmp / "meta.json").write_text(json.dumps({"step": step, "version": backend.version, "world_size": world.size,
-                                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        with writing_checkpoint(run_dir, step, tmp):  # disk full: one line, the previous checkpoint kept
+            torch.save(state, tmp / "state.pt")
+            (tmp / "meta.json").write_text(json.dumps({"step": step, "version": backend.version,
+                                                       "world_size": world.size,
+                                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+            publish(tmp, final)
         for old in list_checkpoints(run_dir)[:-max(1, keep)]:
             shutil.rmtree(old, ignore_errors=True)
     world.barrier()

@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retrain.engines.openai_flavours import FLAVOURS, Flavour, Sample, StaleWeightsError, detect_flavour
-from retrain.engines.openai_http import JSONClient
+from retrain.engines.openai_flavours import FLAVOURS, Flavour, Sample, StaleWeightsError, served_models, detect_flavour
+from retrain.http_client import JSONClient
 from retrain.errors import ConfigError
 from retrain.types import Generation, SamplingParams
 
@@ -40,6 +40,15 @@ def server_root(url: str) -> str:
     """``http://h:p/v1`` or ``http://h:p`` -> ``http://h:p`` (endpoint paths are added per call)."""
     root = url.strip().rstrip("/")
     return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
+def vocab_size(ctx: Any) -> int | None:
+    """The trainer's vocabulary size (embedding rows, or the tokenizer's length); None when unknown."""
+    model = getattr(getattr(ctx, "backend", None), "model", None)
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    tokenizer = getattr(ctx, "tokenizer", None)
+    sizes = [s for s in (size, len(tokenizer) if tokenizer is not None else None) if isinstance(s, int)]
+    return max(sizes) if sizes else None
 
 
 class OpenAIEngine:
@@ -63,10 +72,12 @@ class OpenAIEngine:
         self.ctx = ctx
         self.url = url
         self.max_concurrency = max(1, max_concurrency)
-        self.client = JSONClient(server_root(url), api_key=api_key, timeout=timeout, retries=retries)
+        self.client = JSONClient(server_root(url), api_key=api_key, timeout=timeout, retries=retries,
+                                 label="inference server")
         self.base_model = self._base_model()
         name = detect_flavour(self.client) if flavour == "auto" else flavour
         self.flavour: Flavour = FLAVOURS[name](self.client, self.base_model)
+        self.flavour.vocab_size = vocab_size(ctx)
         run_dir = getattr(ctx, "run_dir", None)
         # adapters / weights go where the server can read them (same machine for a local server)
         self.weights_dir = Path(run_dir) / "engine_weights" if run_dir else Path(tempfile.mkdtemp(prefix="retrain-sync-"))
@@ -82,10 +93,9 @@ class OpenAIEngine:
         return self.flavour.syncs_weights
 
     def _base_model(self) -> str:
-        data = self.client.get("/v1/models").get("data", [])
-        bases = [m["id"] for m in data if not m.get("parent")]
+        bases = [m["id"] for m in served_models(self.client) if not m.get("parent")]
         if not bases:
-            raise ConfigError(f"{self.client.root}/v1/models lists no model; is this an OpenAI-compatible server?")
+            raise ConfigError(f"{self.client.shown_root}/v1/models lists no model; is this an OpenAI-compatible server?")
         return bases[0]
 
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:

@@ -23,13 +23,14 @@ openai     ``/v1/completions``; needs token ids in     none: a one-time warning 
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrain.engines.openai_http import HTTPStatusError, JSONClient
+from retrain.http_client import HTTPStatusError, JSONClient
 from retrain.errors import ConfigError, RetrainError
 from retrain.types import SamplingParams
 
@@ -59,17 +60,66 @@ def _completion_payload(model: str, prompt: list[int], params: SamplingParams, n
     return payload
 
 
-def _parse_completion_choice(choice: dict[str, Any], where: str) -> Sample:
+def reply_object(data: Any, where: str) -> dict[str, Any]:
+    """``data`` if it is a JSON object; otherwise one line saying what the server sent instead."""
+    if not isinstance(data, dict):
+        raise RetrainError(f"{where}: the server replied with a JSON {type(data).__name__} where an object was "
+                           f"expected ({json.dumps(data)[:80]}); is [inference] url an OpenAI-compatible server, "
+                           "and [inference] flavour the right one?")
+    return data
+
+
+def token_ids(ids: Any, vocab_size: int | None, where: str) -> list[int]:
+    """The completion's token ids, checked: a list of integers inside the model's vocabulary."""
+    if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+        raise RetrainError(f"{where}: the server's token ids are not a list of integers "
+                           f"({json.dumps(ids)[:80]}); retrain cannot train on them.")
+    bad = [t for t in ids if t < 0 or (vocab_size is not None and t >= vocab_size)]
+    if bad:
+        raise RetrainError(f"{where}: the server returned token id {bad[0]}, outside this model's vocabulary "
+                           f"(0..{(vocab_size or 0) - 1}): it serves another model or tokenizer than [model] model.")
+    return ids
+
+
+def logprob_values(lp: Any, n: int, where: str) -> list[float]:
+    """One sampling logprob (a number) per token."""
+    if not isinstance(lp, list) or len(lp) != n:
+        raise RetrainError(f"{where}: the server returned {len(lp) if isinstance(lp, list) else 0} logprobs for "
+                           f"{n} tokens; retrain needs one sampling logprob per token.")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in lp):
+        raise RetrainError(f"{where}: the server's logprobs are not all numbers ({json.dumps(lp)[:80]}).")
+    return [float(x) for x in lp]
+
+
+def _parse_completion_choice(choice: Any, where: str, vocab_size: int | None = None) -> Sample:
+    choice = reply_object(choice, where)
     ids = choice.get("token_ids")
     if ids is None:
         raise ConfigError(f"{where}: the server returned no token ids (`token_ids`), and retrain never "
                           "re-tokenises completions. Use a server that supports `return_token_ids` (vLLM >= 0.10) "
                           "or [inference] flavour = \"sglang\" for SGLang.")
-    lp = (choice.get("logprobs") or {}).get("token_logprobs")
-    if lp is None or len(lp) != len(ids):
-        raise RetrainError(f"{where}: the server returned {0 if lp is None else len(lp)} logprobs for "
-                           f"{len(ids)} tokens; retrain needs one sampling logprob per token.")
-    return Sample(list(ids), [float(x) for x in lp], choice.get("finish_reason") or "length", choice.get("text", ""))
+    ids = token_ids(ids, vocab_size, where)
+    logprobs = choice.get("logprobs")
+    lp = logprob_values(logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None, len(ids), where)
+    text = choice.get("text", "")
+    return Sample(ids, lp, str(choice.get("finish_reason") or "length"), text if isinstance(text, str) else "")
+
+
+def _choices(data: Any, where: str) -> list[Any]:
+    choices = reply_object(data, where).get("choices")
+    if not isinstance(choices, list):
+        raise RetrainError(f"{where}: the reply has no list of choices ({json.dumps(data)[:80]}).")
+    return sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) and isinstance(
+        c.get("index", 0), int) else 0)
+
+
+def served_models(client: JSONClient) -> list[dict[str, Any]]:
+    """The entries of ``/v1/models`` (objects with an ``id``)."""
+    where = f"{client.shown_root}/v1/models"
+    data = reply_object(client.get("/v1/models"), where).get("data", [])
+    if not isinstance(data, list):
+        raise RetrainError(f"{where}: `data` is not a list ({json.dumps(data)[:80]}).")
+    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
 
 class Flavour:
@@ -83,18 +133,19 @@ class Flavour:
         self.base_model = base_model
         self.served = base_model  # the model name requests use: base model or the current adapter
         self.version = 0
+        self.vocab_size: int | None = None  # set by the engine: token ids at or above it are refused
         self._warned = False
 
     # -- sampling -------------------------------------------------------------------------------
     def complete(self, prompt: list[int], params: SamplingParams, seed: int) -> list[Sample]:
         """``params.n`` samples for one prompt."""
         payload = _completion_payload(self.served, prompt, params, params.n, seed)
-        data = self._post_completion(payload)
-        choices = sorted(data.get("choices", []), key=lambda c: c.get("index", 0))
+        where = f"{self.client.shown_root}/v1/completions"
+        choices = _choices(self._post_completion(payload), where)
         if len(choices) != params.n:
-            raise RetrainError(f"{self.client.root}/v1/completions returned {len(choices)} choices for n = "
+            raise RetrainError(f"{where} returned {len(choices)} choices for n = "
                                f"{params.n}; set [inference] flavour to match the server (max ignores n).")
-        return [_parse_completion_choice(c, f"{self.client.root}/v1/completions") for c in choices]
+        return [_parse_completion_choice(c, where, self.vocab_size) for c in choices]
 
     def _post_completion(self, payload: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -102,7 +153,7 @@ class Flavour:
         except HTTPStatusError as e:
             if e.status == 404 and self.served != self.base_model:
                 raise StaleWeightsError(
-                    f"{self.client.root}: adapter {self.served!r} (policy version {self.version}) is not loaded "
+                    f"{self.client.shown_root}: adapter {self.served!r} (policy version {self.version}) is not loaded "
                     f"on the server ({e}). The server restarted or the adapter was unloaded; rollouts would "
                     "come from other weights. Restart the run with --resume latest.") from None
             raise
@@ -112,7 +163,7 @@ class Flavour:
         # No endpoint to push weights: say so once, loudly, and keep going (the user chose this).
         # The version follows the trainer so the loop runs; ``syncs_weights = False`` tells the truth.
         if not self._warned:
-            warnings.warn(f"[inference] flavour = \"openai\": the server at {self.client.root} gets no weight "
+            warnings.warn(f"[inference] flavour = \"openai\": the server at {self.client.shown_root} gets no weight "
                           "updates, so training does not reach the sampler (every rollout comes from the "
                           "server's own model, importance-corrected off-policy data). Use flavour "
                           "vllm/sglang/max, or engine = \"pytorch\" / \"vllm\".", RuntimeWarning, stacklevel=3)
@@ -151,7 +202,7 @@ class VLLMFlavour(Flavour):
                              {"lora_name": name, "lora_path": str(path), "load_inplace": True})
         except HTTPStatusError as e:
             if e.status in (404, 405):
-                raise ConfigError(f"{self.client.root} has no /v1/load_lora_adapter: start vLLM with "
+                raise ConfigError(f"{self.client.shown_root} has no /v1/load_lora_adapter: start vLLM with "
                                   "--enable-lora --max-lora-rank R and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True.") from None
             raise
         old = self.served
@@ -172,7 +223,7 @@ class VLLMFlavour(Flavour):
             self.client.post("/update_weight_version", {"new_version": tag})
         except HTTPStatusError as e:
             if e.status in (404, 405):
-                raise ConfigError(f"{self.client.root}: full-weight sync ([model] lora_rank = 0) needs vLLM's "
+                raise ConfigError(f"{self.client.shown_root}: full-weight sync ([model] lora_rank = 0) needs vLLM's "
                                   "weight-reload endpoints: start the server with VLLM_SERVER_DEV_MODE=1, or "
                                   "train LoRA (lora_rank > 0).") from None
             raise
@@ -180,23 +231,24 @@ class VLLMFlavour(Flavour):
 
     def check(self) -> None:
         if self.adapter_path:
-            models = self.client.get("/v1/models").get("data", [])
+            models = served_models(self.client)
             entry = next((m for m in models if m.get("id") == self.served), None)
             if entry is None:
                 raise StaleWeightsError(
-                    f"{self.client.root} does not serve adapter {self.served!r} (policy version {self.version}); "
+                    f"{self.client.shown_root} does not serve adapter {self.served!r} (policy version {self.version}); "
                     f"it serves {[m.get('id') for m in models]}. The server restarted or the adapter was "
                     "unloaded: rollouts would come from other weights. Resume with --resume latest.")
             root = entry.get("root")
             if root and Path(root) != Path(self.adapter_path):
                 raise StaleWeightsError(
-                    f"{self.client.root} serves {self.served!r} from {root}, not from {self.adapter_path} "
+                    f"{self.client.shown_root} serves {self.served!r} from {root}, not from {self.adapter_path} "
                     f"(policy version {self.version}): a stale adapter. Resume with --resume latest.")
         elif self.weight_tag:
-            got = self.client.get("/weight_info").get("weight_version")
+            got = reply_object(self.client.get("/weight_info"), f"{self.client.shown_root}/weight_info").get(
+                "weight_version")
             if got != self.weight_tag:
                 raise StaleWeightsError(
-                    f"{self.client.root} reports weight_version {got!r}, expected {self.weight_tag!r} "
+                    f"{self.client.shown_root} reports weight_version {got!r}, expected {self.weight_tag!r} "
                     f"(policy version {self.version}): the server's weights are stale. Resume with --resume latest.")
 
 
@@ -208,8 +260,11 @@ class MaxFlavour(VLLMFlavour):
     def complete(self, prompt: list[int], params: SamplingParams, seed: int) -> list[Sample]:
         out = []
         for j in range(params.n):  # MAX ignores n: one request per sample, distinct seeds
-            data = self._post_completion(_completion_payload(self.served, prompt, params, 1, seed + j))
-            out.append(_parse_completion_choice(data["choices"][0], f"{self.client.root}/v1/completions"))
+            where = f"{self.client.shown_root}/v1/completions"
+            choices = _choices(self._post_completion(_completion_payload(self.served, prompt, params, 1, seed + j)), where)
+            if not choices:
+                raise RetrainError(f"{where} returned no choices.")
+            out.append(_parse_completion_choice(choices[0], where, self.vocab_size))
         return out
 
     def _reload_weights(self, version: int, path: Path) -> None:
@@ -218,9 +273,9 @@ class MaxFlavour(VLLMFlavour):
 
     def check(self) -> None:
         if self.adapter_path:
-            ids = [m.get("id") for m in self.client.get("/v1/models").get("data", [])]
+            ids = [m["id"] for m in served_models(self.client)]
             if self.served not in ids:
-                raise StaleWeightsError(f"{self.client.root} does not serve adapter {self.served!r} (policy "
+                raise StaleWeightsError(f"{self.client.shown_root} does not serve adapter {self.served!r} (policy "
                                         f"version {self.version}); it serves {ids}. Resume with --resume latest.")
 
 
@@ -251,22 +306,29 @@ class SGLangFlavour(Flavour):
             data = self.client.post("/generate", payload)
         except HTTPStatusError as e:
             if self.lora_name and "lora" in str(e).lower():
-                raise StaleWeightsError(f"{self.client.root}: adapter {self.lora_name!r} (policy version "
+                raise StaleWeightsError(f"{self.client.shown_root}: adapter {self.lora_name!r} (policy version "
                                         f"{self.version}) is not loaded ({e}). Resume with --resume latest.") from None
             raise
+        where = f"{self.client.shown_root}/generate"
         rows = data if isinstance(data, list) else [data]
+        if len(rows) != n:
+            raise RetrainError(f"{where} returned {len(rows)} rows for {n} samples.")
         out = []
         for row in rows:
-            meta = row.get("meta_info", {})
+            meta = reply_object(reply_object(row, where).get("meta_info", {}), where)
             if self.weight_tag and meta.get("weight_version") not in (None, self.weight_tag):
-                raise StaleWeightsError(f"{self.client.root} sampled with weight_version "
+                raise StaleWeightsError(f"{self.client.shown_root} sampled with weight_version "
                                         f"{meta.get('weight_version')!r}, expected {self.weight_tag!r}.")
             triples = meta.get("output_token_logprobs") or []
-            ids = [int(t[1]) for t in triples]
+            if not isinstance(triples, list) or not all(isinstance(t, list) and len(t) >= 2 for t in triples):
+                raise RetrainError(f"{where}: output_token_logprobs is not a list of [logprob, token id, ...] "
+                                   f"({json.dumps(triples)[:80]}).")
+            ids = token_ids([t[1] for t in triples], self.vocab_size, where)
+            lps = logprob_values([t[0] for t in triples], len(ids), where)
             fr = meta.get("finish_reason") or {}
             reason = fr.get("type", "length") if isinstance(fr, dict) else str(fr)
-            out.append(Sample(ids, [float(t[0]) for t in triples], "stop" if reason == "stop" else reason,
-                              row.get("text", "")))
+            text = row.get("text", "")
+            out.append(Sample(ids, lps, "stop" if reason == "stop" else reason, text if isinstance(text, str) else ""))
         return out
 
     def sync(self, backend: Any, version: int, weights_dir: Path) -> None:
@@ -292,13 +354,14 @@ class SGLangFlavour(Flavour):
     def _post_ok(self, path: str, payload: dict[str, Any]) -> None:
         data = self.client.post(path, payload)
         if isinstance(data, dict) and data.get("success") is False:
-            raise RetrainError(f"{self.client.root}{path} failed: {data.get('message', data)}")
+            raise RetrainError(f"{self.client.shown_root}{path} failed: {data.get('message', data)}")
 
     def check(self) -> None:
         if self.weight_tag:
-            got = self.client.get("/get_model_info").get("weight_version")
+            got = reply_object(self.client.get("/get_model_info"), f"{self.client.shown_root}/get_model_info").get(
+                "weight_version")
             if got != self.weight_tag:
-                raise StaleWeightsError(f"{self.client.root} reports weight_version {got!r}, expected "
+                raise StaleWeightsError(f"{self.client.shown_root} reports weight_version {got!r}, expected "
                                         f"{self.weight_tag!r} (policy version {self.version}): stale weights.")
 
 

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from retrain.train.files import ends_torn, write_failed
+
 
 def jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
     out = {}
@@ -28,11 +30,20 @@ class JsonlLogger:
             path = Path(run_dir) / "metrics.jsonl"
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        torn = ends_torn(self.path)
         self._f = self.path.open("a")
+        if torn:  # a kill mid-row left a partial line: the next row starts on its own line
+            self._f.write("\n")
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
-        self._f.write(json.dumps({"step": step, **jsonable(metrics)}) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps({"step": step, **jsonable(metrics)}) + "\n")
+            self._f.flush()
+        except OSError as e:
+            raise write_failed(self.path, e, f"step {step}'s metrics to") from None
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:  # the disk filled up: the error was already reported by log()
+            pass

@@ -70,9 +70,9 @@ def _worker_main(conn: Connection, supervisor: int) -> None:
             os._exit(0)
         fn_path, args, sys_path = msg
         try:
-            for entry in reversed(sys_path):
+            for entry in sys_path:  # the parent's folders, after the worker's own: no shadowing
                 if entry not in sys.path:
-                    sys.path.insert(0, entry)
+                    sys.path.append(entry)
             fn = functions.get(fn_path) or functions.setdefault(fn_path, _import_function(fn_path))
             reply = ("ok", fn(*args), "")
         except BaseException as e:  # noqa: BLE001 - anything a checker raises is an error outcome

@@ -8,28 +8,82 @@ Layout of ``<run>/checkpoints/step_<N>/``::
     meta.json           step, version, time (human-readable)
 
 A checkpoint is written to ``.tmp-step_<N>`` and renamed into place, so a crash mid-write never
-leaves a half checkpoint that ``--resume latest`` would pick.
+leaves a half checkpoint that ``--resume latest`` would pick. A full disk (or any OS error while
+writing) is one line naming the folder and the free space; the half-written ``.tmp-step_<N>`` is
+removed and the previous checkpoint is kept.
+
+Checkpoints are data, never code: every ``.pt`` file is read with :func:`load_data`
+(``torch.load(weights_only=True)``: tensors, numbers, strings, lists, dicts), so a crafted
+checkpoint cannot run anything on ``--resume`` or ``retrain eval --checkpoint``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import random
+import re
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from retrain.errors import RetrainError
+from retrain.train.files import write_failed
 
 PREFIX = "step_"
+
+
+class UnsafeCheckpointError(RetrainError):
+    """A checkpoint file holds Python objects other than plain data (it could run code if unpickled)."""
+
+
+def load_data(path: Path, map_location: Any = "cpu") -> Any:
+    """``torch.load`` restricted to data (tensors, numbers, strings, containers): never runs code.
+
+    numpy arrays (the numpy RNG state of checkpoints written before this rule) are allowed as
+    data. Anything else (a class, a function such as ``os.system``) is refused with one line.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(_numpy_data_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))  # torch names the refused callable or class
+        what = f"a reference to {found.group(1)}" if found else "Python objects"
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: the file holds {what}, not plain data, and loading it could run code. "
+            "retrain loads checkpoints as data only; use a checkpoint written by retrain, or one you trust "
+            "re-saved with tensors and plain values.") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise RetrainError(f"{path}: unreadable checkpoint file ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:160] if str(e) else 'empty'}). Resume from an earlier "
+                           "checkpoint (checkpoints/step_N) or start afresh.") from None
+
+
+def _numpy_data_globals() -> list[Any]:
+    """numpy's array reconstruction, which builds arrays from bytes and a dtype (no code)."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def rng_state() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    name, keys, pos, has_gauss, gauss = np.random.get_state()  # keys: uint32 array, stored as a tensor
+    state = {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                    gauss), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -39,11 +93,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
     import numpy as np
     import torch
 
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(_as_tuples(state["python"]))
+    name, keys, *rest = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    np.random.set_state((name, keys.astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """random.setstate wants tuples all the way down (a checkpoint may hold lists)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def _state_of(component: Any) -> Any:
@@ -73,24 +134,58 @@ def save_checkpoint(run_dir: Path, step: int, *, backend: Any, environment: Any,
     import torch
 
     folder = Path(run_dir) / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{step}"
     tmp = folder / f".tmp-{PREFIX}{step}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    backend.save_checkpoint(tmp / "backend")
-    state = {"step": step, "version": getattr(backend, "version", step), "rng": rng_state(),
-             "environment": _state_of(environment), "credit": _state_of(credit), "extra": extra or {}}
-    torch.save(state, tmp / "state.pt")
-    (tmp / "meta.json").write_text(json.dumps({"step": step, "version": state["version"],
-                                               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-    if final.exists():  # re-saving the same step (e.g. SIGINT right after a scheduled save)
-        shutil.rmtree(final)
-    tmp.rename(final)
+    with writing_checkpoint(run_dir, step, tmp):
+        folder.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        backend.save_checkpoint(tmp / "backend")
+        state = {"step": step, "version": getattr(backend, "version", step), "rng": rng_state(),
+                 "environment": _state_of(environment), "credit": _state_of(credit), "extra": extra or {}}
+        torch.save(state, tmp / "state.pt")
+        (tmp / "meta.json").write_text(json.dumps({"step": step, "version": state["version"],
+                                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        publish(tmp, final)
     for old in list_checkpoints(run_dir)[:-max(1, keep)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Rename the finished ``.tmp-step_N`` into place (re-saving a step replaces it)."""
+    if final.exists():  # re-saving the same step (e.g. SIGINT right after a scheduled save)
+        old = final.with_name(f".old-{final.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)  # never a moment without a complete step_N or its .old copy
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+
+
+@contextmanager
+def writing_checkpoint(run_dir: Path, step: int, tmp: Path) -> Iterator[None]:
+    """An OSError (disk full) while writing: remove the partial folder, raise one line, keep the rest."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not _is_write_error(e):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = list_checkpoints(run_dir)
+        kept = (f"The previous checkpoint {previous[-1]} is intact." if previous
+                else "No earlier checkpoint exists.")
+        err = e if isinstance(e, OSError) else OSError(errno.ENOSPC if "space" in str(e).lower() else errno.EIO,
+                                                        str(e).splitlines()[0][:200])
+        raise write_failed(tmp.with_name(f"{PREFIX}{step}"), err, "checkpoint", kept) from None
+
+
+def _is_write_error(e: RuntimeError) -> bool:
+    """torch.save reports a failed write as RuntimeError (``PytorchStreamWriter failed writing file``)."""
+    text = str(e).lower()
+    return "failed writing" in text or "no space left" in text or "file write failed" in text
 
 
 def load_checkpoint(path: Path, *, backend: Any, environment: Any, credit: Any) -> dict[str, Any]:
@@ -101,7 +196,7 @@ def load_checkpoint(path: Path, *, backend: Any, environment: Any, credit: Any) 
     if not (path / "state.pt").is_file():
         raise RetrainError(f"{path}: not a retrain checkpoint (no state.pt). Pass a checkpoints/step_N folder, "
                            "a run directory, or 'latest'.")
-    state = torch.load(path / "state.pt", weights_only=False)
+    state = load_data(path / "state.pt")
     backend.load_checkpoint(path / "backend")
     _load_into(environment, state.get("environment"))
     _load_into(credit, state.get("credit"))

@@ -9,17 +9,22 @@
       wandb_id.txt       the wandb run id (a resumed run continues the same wandb run)
 
 Resuming is idempotent: rows beyond the checkpoint's step are dropped from the jsonl files before
-training continues, so no step is ever logged twice.
+training continues, so no step is ever logged twice. That rewrite is an atomic replace (a kill
+during it leaves the old file); a torn last line (kill -9 or a full disk mid-write) is skipped by
+every reader and dropped on resume. ``.tmp-step_N`` folders a kill left behind are removed.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retrain.errors import RetrainError
-from retrain.train.checkpoint import list_checkpoints
+from retrain.errors import ConfigError, RetrainError
+from retrain.train import files
+from retrain.train.checkpoint import PREFIX, list_checkpoints
+from retrain.train.files import atomic_write_text, ends_torn, read_jsonl, write_failed
 
 if TYPE_CHECKING:
     from retrain.config import Config
@@ -30,9 +35,18 @@ SAMPLES = "samples.jsonl"
 
 
 def run_name(cfg: Config, config_path: Path | None) -> str:
+    """``[logging] run_name``, else the config file's stem; always one folder name inside ``log_dir``."""
     if cfg.logging.run_name:
-        return cfg.logging.run_name
+        return check_run_name(cfg.logging.run_name, f"{cfg.source} [logging] run_name")
     return Path(config_path).stem if config_path else "run"
+
+
+def check_run_name(name: str, where: str) -> str:
+    """``name`` if it is a plain folder name; a path (``../x``, ``/abs``, ``a/b``) would write outside log_dir."""
+    if name in (".", "..") or "/" in name or "\\" in name or "\0" in name or Path(name).is_absolute():
+        raise ConfigError(f'{where} = "{name}": a run name is one folder name inside [logging] log_dir (no "/", '
+                          '"..", or absolute path). Choose the parent folder with [logging] log_dir instead.')
+    return name
 
 
 def _siblings(parent: Path, name: str) -> list[Path]:
@@ -82,32 +96,57 @@ def resolve_run(cfg: Config, config_path: Path | None, resume: str | None) -> tu
 
 
 def truncate_jsonl(path: Path, max_step: int) -> None:
-    """Drop rows whose ``step`` is beyond ``max_step`` (and any torn last line)."""
+    """Drop rows whose ``step`` is beyond ``max_step`` (and any torn line), by an atomic replace:
+    a kill during the rewrite leaves the old file, never an empty one."""
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if int(row.get("step", 0)) <= max_step:
-            keep.append(line)
-    path.write_text("".join(x + "\n" for x in keep))
+    rows = read_jsonl(path)
+    keep = [row for row in rows if _step_of(row) <= max_step]
+    if len(keep) == len(rows) and not ends_torn(path) and path.stat().st_size:
+        return  # nothing to drop: leave the file alone
+    try:
+        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in keep))
+    except OSError as e:
+        raise write_failed(path, e, "rows to", "Nothing was lost: the file is unchanged.") from None
+
+
+def _step_of(row: dict[str, Any]) -> int:
+    try:
+        return int(row.get("step", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def remove_partial_checkpoints(run_dir: Path) -> None:
+    """Delete ``checkpoints/.tmp-step_N`` folders a kill or a full disk left mid-write; put back a
+    ``.old-step_N`` (a step being re-saved when the kill came) whose replacement never arrived."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return
+    for old in folder.glob(f".old-{PREFIX}*"):
+        final = folder / old.name[len(".old-"):]
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.rename(final)
+    for tmp in folder.glob(f".tmp-{PREFIX}*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def prepare(run_dir: Path, cfg: Config, registry: Registry | None, step: int) -> None:
     """Create the run directory; write config.toml and plugins.json; drop rows beyond ``step``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(cfg.to_toml())
-    if registry is not None:
-        infos = [p.to_json() for p in registry.plugins.values()]
-        (run_dir / "plugins.json").write_text(json.dumps(infos, indent=2) + "\n")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.toml", cfg.to_toml())
+        if registry is not None:
+            infos = [p.to_json() for p in registry.plugins.values()]
+            atomic_write_text(run_dir / "plugins.json", json.dumps(infos, indent=2) + "\n")
+    except OSError as e:
+        raise write_failed(run_dir, e, "the run directory") from None
+    remove_partial_checkpoints(run_dir)
     truncate_jsonl(run_dir / METRICS, step)
     truncate_jsonl(run_dir / SAMPLES, step)
 
 
 def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("a") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    files.append_jsonl(path, rows)

@@ -2,8 +2,9 @@
 
 Order: pick the run directory (fresh, or the resumed checkpoint's), seed every RNG, build the
 components, restore the checkpoint (weights, optimizer, scheduler, RNG, data cursor, credit
-state), drop metrics rows beyond it, then loop. Ctrl-C (SIGINT) finishes the current step,
-saves a checkpoint and returns normally; a second Ctrl-C aborts at once.
+state), drop metrics rows beyond it, then loop. Ctrl-C (SIGINT) or SIGTERM (what schedulers send
+before killing a job) finishes the current step, saves a checkpoint and returns normally (exit 0);
+a second signal aborts at once.
 """
 
 from __future__ import annotations
@@ -35,9 +36,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: Signals that stop a run gracefully: Ctrl-C, and what schedulers (Slurm, Kubernetes) send first.
+STOP_SIGNALS = {signal.SIGINT: "interrupt (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
+
+
 @contextmanager
 def interrupt_flag() -> Iterator[threading.Event]:
-    """An event set by the first SIGINT (the second one raises KeyboardInterrupt as usual)."""
+    """An event set by the first SIGINT or SIGTERM; a second one aborts at once."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -45,16 +50,20 @@ def interrupt_flag() -> Iterator[threading.Event]:
 
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set():
+            if signum == signal.SIGTERM:
+                raise SystemExit(128 + signum)
             raise KeyboardInterrupt
         stop.set()
-        print("\ninterrupt: finishing this step, then saving a checkpoint (Ctrl-C again to abort)",
+        again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        print(f"\n{STOP_SIGNALS[signum]}: finishing this step, then saving a checkpoint ({again} again to abort)",
               file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def train(cfg: Config, registry: Registry, config_path: Path | None = None, resume: str | None = None) -> Path:
