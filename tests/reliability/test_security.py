@@ -54,6 +54,39 @@ def test_a_malicious_checkpoint_is_refused_with_one_line(trained_run, tmp_path, 
     assert "posix.system" in line or "os.system" in line, line
 
 
+def test_a_malicious_sharded_checkpoint_is_refused_with_one_line(trained_run, tmp_path):
+    """torch.distributed.checkpoint unpickles ``.metadata`` without restriction: retrain checks it first."""
+    import pickle
+
+    from retrain.train.checkpoint import load_data
+
+    cfg, run_dir = trained_run
+    ckpt = tmp_path / "step_1"
+    shutil.copytree(run_dir / "checkpoints" / "step_1", ckpt)
+    state = load_data(ckpt / "backend" / "trainer_state.pt")
+    torch.save({"scheduler": state["scheduler"], "version": 1, "format": "dcp", "lora": False},
+               ckpt / "backend" / "trainer_state.pt")
+    (ckpt / "backend" / "dcp").mkdir()
+    marker = tmp_path / "pwned"
+    (ckpt / "backend" / "dcp" / ".metadata").write_bytes(pickle.dumps(ShellCommand(f"touch {marker}")))
+    line = one_error_line(run_cli(str(cfg), "--resume", str(ckpt)))
+    assert not marker.exists(), "the checkpoint ran a shell command"
+    assert line.startswith(f"error: {ckpt / 'backend' / 'dcp' / '.metadata'}: refused to load: the file holds a "
+                           "reference to posix.system, not plain data"), line
+
+
+def test_real_sharded_checkpoint_metadata_passes_the_check(tmp_path):
+    import torch.distributed.checkpoint as dcp
+    from retrain.distributed.checkpoint import check_dcp_metadata
+
+    state = {"model": {"w": torch.randn(3, 4), "b": torch.zeros(2, dtype=torch.bfloat16)},
+             "optimizer": {"state": {"w": {"step": torch.tensor(1.0), "exp_avg": torch.randn(3, 4)}},
+                           "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": ["w"]}]}}
+    with pytest.warns(UserWarning):  # "assuming the intent is to save in a single process"
+        dcp.save(state, checkpoint_id=str(tmp_path / "dcp"), no_dist=True)
+    check_dcp_metadata(tmp_path / "dcp")
+
+
 def test_a_truncated_checkpoint_file_is_one_line(trained_run, tmp_path):
     cfg, run_dir = trained_run
     ckpt = tmp_path / "step_1"

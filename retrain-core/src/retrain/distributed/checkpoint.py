@@ -78,6 +78,7 @@ def load_backend(backend: Any, path: Path) -> None:
         raise RetrainError(f"{path}: saved with lora_rank {'> 0' if st.get('lora') else '= 0'}, this run has "
                            f"[model] lora_rank = {backend.cfg.model.lora_rank}; resume with the same setting.")
     if is_dcp(path):
+        check_dcp_metadata(path / DCP_DIR)
         _load_dcp(backend, path / DCP_DIR)
     else:
         _load_full(backend, path, st)
@@ -85,6 +86,60 @@ def load_backend(backend: Any, path: Path) -> None:
     backend.version = int(st["version"])
     if backend.dist is not None:
         backend.dist.refresh_replica()
+
+
+#: What a DCP ``.metadata`` pickle may reference: DCP's own metadata classes and plain torch values.
+_DCP_MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem")
+_DCP_GLOBALS = {("torch", "Size"), ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"),
+                ("pathlib", "WindowsPath"), ("pathlib", "PurePosixPath"), ("collections", "OrderedDict")}
+
+
+def check_dcp_metadata(folder: Path) -> None:
+    """Refuse a DCP ``.metadata`` that references anything but DCP metadata and torch values.
+
+    ``torch.distributed.checkpoint`` reads that file with an unrestricted ``pickle.load``; reading
+    it first through a restricted unpickler keeps checkpoints data-only (see retrain.train.checkpoint).
+    """
+    import pickle
+
+    from retrain.train.checkpoint import UnsafeCheckpointError
+
+    class DataOnly(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) in _DCP_GLOBALS or _is_dcp_data_class(module, name) or _is_torch_dtype(module, name):
+                return super().find_class(module, name)
+            raise UnsafeCheckpointError(
+                f"{folder / '.metadata'}: refused to load: the file holds a reference to {module}.{name}, not "
+                "plain data, and loading it could run code. retrain loads checkpoints as data only; use a "
+                "checkpoint written by retrain, or one you trust.")
+
+    meta = folder / ".metadata"
+    try:
+        with meta.open("rb") as f:
+            DataOnly(f).load()
+    except UnsafeCheckpointError:
+        raise
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError) as e:
+        raise RetrainError(f"{meta}: unreadable checkpoint file ({type(e).__name__}: {str(e)[:120]}). Resume from "
+                           "an earlier checkpoint (checkpoints/step_N) or start afresh.") from None
+
+
+def _is_dcp_data_class(module: str, name: str) -> bool:
+    """A dataclass or enum defined in DCP's metadata modules (built from fields, no code runs)."""
+    import enum
+    import importlib
+
+    if module not in _DCP_MODULES:
+        return False
+    obj = getattr(importlib.import_module(module), name, None)
+    return isinstance(obj, type) and obj.__module__ == module and (
+        hasattr(obj, "__dataclass_fields__") or issubclass(obj, enum.Enum))
+
+
+def _is_torch_dtype(module: str, name: str) -> bool:
+    import torch
+
+    return module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)
 
 
 def _load_dcp(backend: Any, folder: Path) -> None:
