@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from reliability_helpers import toy_config
+from retrain.testing.runs import write_toy_config
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +14,6 @@ def trained_run(tiny_model, tmp_path_factory):
     from retrain.train.runner import train
 
     root = tmp_path_factory.mktemp("trained")
-    cfg = toy_config(root / "run.toml", tiny_model, root / "runs", steps=1)
+    cfg = write_toy_config(root / "run.toml", tiny_model, root / "runs", training={"save_every": 1})
     run_dir = train(load_config(cfg), load_plugins(), config_path=cfg)
     return cfg, run_dir

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from reliability_helpers import one_error_line, run_cli, toy_config
+from reliability_helpers import one_error_line, run_cli
+from retrain.testing.runs import write_toy_config
 
 
 class ShellCommand:
@@ -180,25 +181,23 @@ def test_a_run_name_that_is_a_path_is_refused(tiny_model, tmp_path, name):
     from retrain.errors import ConfigError
     from retrain.train.rundir import resolve_run
 
-    cfg = load_config(toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs", steps=1, name=name.replace("\\", "\\\\")))
+    cfg = load_config(write_toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs", run_name=name))
     with pytest.raises(ConfigError) as e:
         resolve_run(cfg, tmp_path / "run.toml", None)
     assert str(e.value) == run_name_error(cfg.source, name)
 
 
 def test_a_run_name_that_is_a_path_is_one_line_from_the_cli(tiny_model, tmp_path):
-    cfg = toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs", steps=1, name="../../escaped")
+    cfg = write_toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs", run_name="../../escaped")
     line = one_error_line(run_cli(str(cfg)))
     assert line == "error: " + run_name_error(str(cfg), "../../escaped")
     assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
 
 
 def test_credentials_in_urls_never_reach_the_run_directory_or_the_console(tiny_model, tmp_path):
-    cfg = toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs", steps=1, extra="""
-        [inference]
-        engine = "openai"
-        url = "http://alice:s3cret-pass@127.0.0.1:9/v1?api_key=s3cret-key"
-    """.replace("\n        ", "\n"))
+    url = "http://alice:s3cret-pass@127.0.0.1:9/v1?api_key=s3cret-key"
+    cfg = write_toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs",
+                           inference={"engine": "openai", "url": url, "retries": 0})
     proc = run_cli("config", str(cfg))
     assert proc.returncode == 0, proc.stderr
     assert 'url = "http://***@127.0.0.1:9/v1?api_key=***"' in proc.stdout
