@@ -1,0 +1,1 @@
+"""The local Tinker-compatible stand-in service (`retrain tinker serve`)."""

@@ -1,0 +1,96 @@
+"""The tinker backend and engine refuse what cannot work, each as one line: config the Tinker API
+cannot express, a missing key, an unreachable service, a rejected key, a stale sampler."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+pytest.importorskip("tinker")
+
+from retrain.config import load_config  # noqa: E402
+from retrain.engines.openai_flavours import StaleWeightsError  # noqa: E402
+from retrain.errors import ConfigError  # noqa: E402
+from retrain.plugins import load_plugins  # noqa: E402
+from retrain.train.loop import build_parts, render_prompts  # noqa: E402
+from retrain.types import Rollouts, RunContext, SamplingParams  # noqa: E402
+from retrain_tinker.connection import TinkerServiceError  # noqa: E402
+from retrain_tinker.standin.server import Service, serve  # noqa: E402
+from tinker_helpers import KEY, run_config, run_retrain  # noqa: E402
+
+
+def parts_for(tmp_path, tiny_model, url):
+    """The run's components, built as `retrain` builds them, on the service at ``url``."""
+    path = run_config(tmp_path / "run.toml", model=tiny_model, url=url, log_dir=tmp_path / "runs", name="e", steps=1)
+    registry = load_plugins()
+    registry.search_dirs.append(tmp_path)
+    return build_parts(RunContext(config=load_config(path), registry=registry, config_path=path,
+                                  run_dir=tmp_path / "runs"))
+
+
+def test_a_stale_sampler_is_an_error_and_sync_follows_the_trainer(standin, tiny_model, tmp_path, tinker_key):
+    parts = parts_for(tmp_path, tiny_model, standin)
+    backend, engine = parts.backend, parts.engine
+    tasks = parts.environment.sample(2)
+    ctx = RunContext(config=backend.cfg, registry=None, tokenizer=backend.tokenizer)
+    prompts = render_prompts(ctx, tasks)
+    params = SamplingParams(n=4, max_tokens=6, seed=1)
+    gen = engine.generate(prompts, params)
+    assert gen.policy_version == 0 and len(gen.completion_ids) == 8
+    rollouts = Rollouts.from_generation(tasks, prompts, gen, 4)
+    adv = torch.linspace(-1, 1, 8).unsqueeze(1).expand_as(rollouts.mask).contiguous()  # [N, T]
+    metrics = backend.train_step(rollouts, adv)
+    assert backend.version == 1 and metrics["train/grad_norm"] > 0
+    with pytest.raises(StaleWeightsError, match="serves policy version 0, the trainer is at 1"):
+        engine.generate(prompts, params)
+    engine.sync(backend, 1)
+    assert engine.generate(prompts, params).policy_version == 1
+
+
+def test_what_the_tinker_api_cannot_express_is_refused(tiny_model, tmp_path, tinker_key):
+    registry = load_plugins()
+    path = run_config(tmp_path / "run.toml", model=tiny_model, url="http://127.0.0.1:9", log_dir=tmp_path, name="e",
+                      steps=1)
+    cases = {
+        "training.temperature": (0.7, "temperature = 0.7: the tinker backend needs 1.0"),
+        "algorithm.kl_coef": (0.1, "kl_coef = 0.1: the Tinker losses have no reference-model KL term"),
+        "inference.engine": ("pytorch", 'engine = "pytorch": the tinker backend trains on the service'),
+    }
+    for key, (value, message) in cases.items():
+        cfg = load_config(path).replace({key: value})
+        with pytest.raises(ConfigError, match=message):
+            registry.build("backend", "tinker", ctx=RunContext(config=cfg, registry=registry))
+
+
+def test_missing_key_and_unreachable_service_are_one_line_errors(tiny_model, tmp_path):
+    path = run_config(tmp_path / "run.toml", model=tiny_model, url="http://127.0.0.1:9", log_dir=tmp_path, name="e",
+                      steps=1)
+    proc = run_retrain("run.toml", env={"TINKER_API_KEY": ""}, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        'error: run.toml [tinker] api_key_env = "TINKER_API_KEY": that environment variable is not set. Export your '
+        "Tinker API key in it (for offline work run the local stand-in: retrain tinker serve --model DIR; it accepts "
+        "any tml-... key)."]
+    proc = run_retrain("run.toml", env={"TINKER_API_KEY": KEY}, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert line == [line[0]] and line[0].startswith("error: tinker: cannot reach the service at http://127.0.0.1:9 (")
+
+
+def test_a_rejected_key_names_the_variable(tiny_model, tmp_path, monkeypatch):
+    server = serve(Service(str(tiny_model), tmp_path / "state", api_key="tml-the-right-one"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("TINKER_API_KEY", "tml-a-wrong-one")
+    monkeypatch.setenv("TINKER_TELEMETRY", "0")
+    try:
+        parts = parts_for(tmp_path, tiny_model, url)
+        with pytest.raises(TinkerServiceError, match=r"^tinker: create a LoRA training client on .*: the service at "
+                           r"http://127.0.0.1:\d+ rejected the API key in \$TINKER_API_KEY \(401: invalid API key "
+                           r"for this stand-in\)\. Check the key"):
+            parts.engine.generate([[1, 2]], SamplingParams(n=1, max_tokens=2))
+    finally:
+        server.shutdown()
+        server.server_close()
