@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 KEY = "tml-retrain-tests"
 
@@ -29,55 +31,32 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
-def run_config(path, *, model, url: str, log_dir, name: str, steps: int, extra: str = ""):
-    """A retrain run on the tinker backend: CopyDigitEnv prompts, a coin-flip-like reward with variance."""
-    import textwrap
+FIRST_HALF = textwrap.dedent('''
+    from retrain.protocols import RewardResult
 
-    (path.parent / "first_half.py").write_text(textwrap.dedent('''
-        from retrain.protocols import RewardResult
+    class FirstHalf:
+        """1 when the completion starts with a character before "m" (about half of random samples)."""
 
-        class FirstHalf:
-            """1 when the completion starts with a character before "m" (about half of random samples)."""
+        config_section = "reward"
 
-            config_section = "reward"
+        def score(self, responses, references):
+            return RewardResult([1.0 if r[:1] and r[:1] < "m" else 0.0 for r in responses])
+''')
 
-            def score(self, responses, references):
-                return RewardResult([1.0 if r[:1] and r[:1] < "m" else 0.0 for r in responses])
-    '''))
-    path.write_text(textwrap.dedent(f"""
-        [backend]
-        backend = "tinker"
-        [inference]
-        engine = "tinker"
-        [algorithm]
-        advantage_mode = "grpo"
-        [training]
-        max_steps = {steps}
-        batch_size = 2
-        group_size = 4
-        max_tokens = 6
-        lr = 1e-2
-        temperature = 1.0
-        save_every = 1
-        keep_checkpoints = 5
-        [data]
-        source = "retrain.testing.toy.CopyDigitEnv"
-        prompt_template = "{{problem}}"
-        [reward]
-        type = "first_half.FirstHalf"
-        [logging]
-        log_dir = "{log_dir}"
-        run_name = "{name}"
-        loggers = ["jsonl"]
-        [eval]
-        at_start = false
-        at_end = false
-        [tinker]
-        base_model = "{model}"
-        lora_rank = 4
-        base_url = "{url}"
-    """) + extra)
-    return path
+
+def run_config(path: Path, *, model, url: str, log_dir, name: str, steps: int) -> Path:
+    """The toy run (retrain.testing) on the tinker backend, with a reward that varies within groups
+    (the toy reward is ~always 0 for a random model, which would give zero advantages)."""
+    from retrain.testing import write_toy_config
+
+    (path.parent / "first_half.py").write_text(FIRST_HALF)
+    return write_toy_config(
+        path, model, log_dir, run_name=name,
+        backend={"backend": "tinker"}, inference={"engine": "tinker"}, algorithm={"advantage_mode": "grpo"},
+        training={"max_steps": steps, "max_tokens": 6, "lr": 1e-2, "temperature": 1.0, "save_every": 1,
+                  "keep_checkpoints": 5},
+        reward={"type": "first_half.FirstHalf"},
+        tinker={"base_model": str(model), "lora_rank": 4, "base_url": url})
 
 
 def run_retrain(*args: str, env: dict | None = None, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:

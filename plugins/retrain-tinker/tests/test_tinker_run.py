@@ -12,15 +12,12 @@ pytest.importorskip("tinker")
 
 from retrain.config import load_config  # noqa: E402
 from retrain.plugins import load_plugins  # noqa: E402
+from retrain.testing import read_metrics as rows  # noqa: E402
 from retrain.train.runner import train  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from tinker_helpers import KEY, run_config, run_retrain  # noqa: E402
 
 VOLATILE = ("time/", "throughput/")
-
-
-def rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def stable(rows_: list[dict]) -> list[dict]:
