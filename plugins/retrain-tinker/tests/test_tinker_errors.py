@@ -56,6 +56,8 @@ def test_what_the_tinker_api_cannot_express_is_refused(tiny_model, tmp_path, tin
     cases = {
         "training.temperature": (0.7, "temperature = 0.7: the tinker backend needs 1.0"),
         "algorithm.kl_coef": (0.1, "kl_coef = 0.1: the Tinker losses have no reference-model KL term"),
+        "algorithm.loss_agg": ("seq_mean_token_mean", 'loss_agg = "seq_mean_token_mean": the tinker backend sends '
+                                                      "token-mean weights only"),
         "inference.engine": ("pytorch", 'engine = "pytorch": the tinker backend trains on the service'),
     }
     for key, (value, message) in cases.items():

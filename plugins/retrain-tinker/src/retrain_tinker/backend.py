@@ -50,6 +50,9 @@ def check_config(ctx: RunContext) -> None:
     if cfg.algorithm.kl_coef > 0:
         raise ConfigError(f"{cfg.source} [algorithm] kl_coef = {cfg.algorithm.kl_coef}: the Tinker losses have no "
                           "reference-model KL term; set kl_coef = 0 with the tinker backend.")
+    if cfg.algorithm.loss_agg != "token_mean":  # the weights sent are mask * A / (step tokens)
+        raise ConfigError(f'{cfg.source} [algorithm] loss_agg = "{cfg.algorithm.loss_agg}": the tinker backend sends '
+                          'token-mean weights only; set loss_agg = "token_mean" with the tinker backend.')
 
 
 class TinkerBackend:
