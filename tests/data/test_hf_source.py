@@ -146,3 +146,29 @@ def test_answer_extraction(text, how, regex, expected):
     import re
 
     assert extract_reference(text, how, re.compile(regex) if regex else None) == expected
+
+
+def test_a_hub_id_is_read_from_the_hub_cache_offline(tmp_path):
+    """`huggingface-cli download openai/gsm8k --repo-type dataset` leaves the repo's files in the hub
+    cache; datasets alone does not read them offline, the hf source does. (A subprocess: the hub
+    library reads HF_HOME when it is imported.)"""
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hf" / "hub" / "datasets--openai--gsm8k"
+    snapshot = _hub_repo_download(repo / "snapshots" / ("a" * 40), {"main": GSM})
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    assert snapshot.is_dir()
+    code = ("from retrain.config import config_from_dict\nfrom retrain.environments.hf import HFEnvironment\n"
+            "from retrain.types import RunContext\n"
+            "cfg = config_from_dict({'data': {'source': 'hf', 'preset': 'gsm8k'}, 'eval': {'num_problems': 2}})\n"
+            "env = HFEnvironment(ctx=RunContext(config=cfg, registry=None), preset='gsm8k')\n"
+            "print(len(env.train), len(env.held_out), env.held_out[0].answer in ('7', '100'))\n")
+    import os
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["6", "2", "True"]

@@ -6,8 +6,9 @@ Where rows come from (``[data] path``, or a preset's):
 - a local folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``;
 - any other local folder (e.g. a ``huggingface-cli download --local-dir`` copy of a hub repo):
   ``datasets.load_dataset(folder)`` infers the format and the splits from the file names;
-- otherwise a hub id (``openai/gsm8k``): ``datasets.load_dataset(id, name)``, which reads the
-  local HF cache when the hub is unreachable (set ``HF_HUB_OFFLINE=1`` to skip the network).
+- otherwise a hub id (``openai/gsm8k``): ``datasets.load_dataset(id, name)`` (the hub, or the
+  Arrow cache of an earlier load), else the repo's files in the hub cache (``huggingface-cli
+  download ID --repo-type dataset``). Set ``HF_HUB_OFFLINE=1`` to skip the network.
 
 How a row becomes a task: ``prompt_field`` and ``answer_field`` name columns, or are templates
 with ``{column}`` placeholders; ``answer_extract`` turns the answer text into the reference
@@ -56,6 +57,18 @@ def _is_saved_to_disk(folder: Path) -> bool:
     return (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()
 
 
+def hub_cache_snapshot(repo_id: str) -> str | None:
+    """The folder of ``repo_id``'s files in the Hugging Face hub cache (what ``huggingface-cli
+    download ID --repo-type dataset`` wrote), or None. ``datasets`` alone reads only its own
+    Arrow cache when the hub is unreachable, not these files."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id, repo_type="dataset", local_files_only=True)
+    except Exception:
+        return None
+
+
 def load_splits(path: str, name: str = "") -> dict[str, Any]:
     """{split: rows (a datasets.Dataset)} for a local file, a folder or a hub id (one config)."""
     datasets = _datasets()
@@ -74,7 +87,13 @@ def load_splits(path: str, name: str = "") -> dict[str, Any]:
             return dict(datasets.load_dataset(str(local), name or None))
         if path.startswith((".", "/", "~")) or path.endswith(tuple(FILE_BUILDERS)):
             raise ConfigError(f'[data] path = "{path}": no such file or folder.')
-        return dict(datasets.load_dataset(path, name or None))
+        try:
+            return dict(datasets.load_dataset(path, name or None))
+        except Exception:
+            snapshot = hub_cache_snapshot(path)
+            if snapshot is None:
+                raise
+            return dict(datasets.load_dataset(snapshot, name or None))
     except ConfigError:
         raise
     except Exception as e:
