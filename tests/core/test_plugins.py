@@ -23,8 +23,8 @@ class Scaled:
         self.scale, self.center = scale, center
 
 
-def needs_path(path: str, ctx=None):
-    """Needs a path."""
+def needs_path(*, path: str, ctx=None):
+    """Needs a path (a required option: keyword-only)."""
     return (path, ctx)
 
 
@@ -188,9 +188,9 @@ def retrain_register_environments(register):
 
 
 def test_check_config_resolves_selected_names_and_validates_plugin_sections(monkeypatch):
-    import retrain.plugins
+    import retrain.plugins.discovery
 
-    monkeypatch.setattr(retrain.plugins, "BUILTIN_MODULES", [])
+    monkeypatch.setattr(retrain.plugins.discovery, "BUILTIN_MODULES", [])
     reg = registry(module("every", EVERY_KIND))
     base = {"backend": {"backend": "x"}, "inference": {"engine": "x"}, "reward": {"type": "x"},
             "data": {"source": "x"}, "logging": {"loggers": []}, "algorithm": {"advantage_mode": "scaled"}}

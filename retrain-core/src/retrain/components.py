@@ -39,10 +39,11 @@ class Component:
     name: str
     factory: Callable[..., Any]
     plugin: str  # the plugin that registered it
+    target: Any = None  # what was registered, when the factory wraps it (a plain function)
 
     @property
     def summary(self) -> str:
-        doc = inspect.getdoc(self.factory) or ""
+        doc = inspect.getdoc(self.factory if self.target is None else self.target) or ""
         return doc.strip().splitlines()[0] if doc.strip() else ""
 
     @property
@@ -55,7 +56,17 @@ class Component:
 
 
 def _signature_target(factory: Callable[..., Any]) -> Callable[..., Any]:
-    return factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    """What to read a factory's parameters from: a class's own ``__init__`` (a class without one,
+    like ``DrGRPO``, takes no options: not ``object.__init__``'s ``*args, **kwargs``)."""
+    if not inspect.isclass(factory):
+        return factory
+    if factory.__init__ is object.__init__:  # type: ignore[misc]
+        return _no_options
+    return factory.__init__  # type: ignore[misc]
+
+
+def _no_options(self: Any) -> None:
+    """The signature of a class that defines no ``__init__``."""
 
 
 def factory_options(factory: Callable[..., Any]) -> list[Option]:

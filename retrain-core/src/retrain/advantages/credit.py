@@ -13,7 +13,6 @@ transform; GTPO weighting; the spec's token-advantage hook (HICRA); zero where `
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,15 +37,6 @@ def ensure_importable(ctx: RunContext) -> None:
         dirs.append(folder)
 
 
-def _is_plain_advantage_function(factory: Any) -> bool:
-    """A dotted path may name the advantage function itself (``def adv(rewards): ...``)."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return not inspect.isclass(factory) and "rewards" in params
-
-
 def build_advantage(ctx: RunContext) -> Any:
     """The episode advantage selected by ``[algorithm] advantage_mode``: ``adv(rewards [B, G]) -> [B, G]``."""
     cfg = ctx.config
@@ -54,10 +44,7 @@ def build_advantage(ctx: RunContext) -> Any:
     where = f"{cfg.source} [algorithm] advantage_mode"
     if "." in name or ":" in name:
         ensure_importable(ctx)
-        comp = ctx.registry.get("advantage", name, where)
-        if _is_plain_advantage_function(comp.factory):
-            return comp.factory
-    adv = ctx.registry.build("advantage", name, where=where, ctx=ctx)
+    adv = ctx.registry.build("advantage", name, where=where, ctx=ctx)  # a plain function comes back as is
     if not callable(adv):
         raise PluginError(f'{where} = "{name}": the factory returned {type(adv).__name__}, expected a callable '
                           "adv(rewards [B, G]) -> advantages [B, G].")

@@ -199,10 +199,12 @@ def _component_problems(c: Any) -> list[str]:
     """What a component gets wrong against CONVENTIONS.md (summary, typed options, no **kwargs)."""
     import inspect
 
+    from retrain.components import _signature_target
+
     out = []
     if not c.summary:
         out.append("no docstring (its first line is the summary users see)")
-    target = c.factory.__init__ if inspect.isclass(c.factory) else c.factory
+    target = _signature_target(c.factory)
     try:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):

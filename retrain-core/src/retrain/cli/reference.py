@@ -107,13 +107,13 @@ def builtins_markdown() -> str:
     """The built-in components (no entry points), one table row each."""
     import warnings
 
-    from retrain.plugins import KIND_LABELS, load_plugins
+    from retrain.plugins import KINDS, load_plugins
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         registry = load_plugins(entry_points=False, strict=False)
     rows = ["| kind | name | plugin | summary |", "|---|---|---|---|"]
-    for kind in KIND_LABELS:
+    for kind in KINDS:
         for name in registry.names(kind):
             c = registry.components[kind][name]
             rows.append(f"| {kind} | `{name}` | {c.plugin} | {c.summary.replace('|', '&#124;')} |")

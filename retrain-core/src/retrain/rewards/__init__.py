@@ -1,13 +1,12 @@
 """Built-in rewards (``match``, ``math``, ``judge``, ``custom``, ``combo``) and ``build_reward``.
 
-Use :func:`build_reward` to turn ``[reward] type`` into a Reward: it accepts registered names
-and dotted paths to a plain scoring function (which ``Registry.build`` alone cannot, since a
-function ``score(response, reference)`` is not a factory).
+Use :func:`build_reward` to turn ``[reward] type`` into a Reward (a registered name or a dotted
+path; a plain scoring function ``score(response, reference)`` runs through the ``custom`` reward,
+by the registry's rule in retrain/plugins/kinds.py), with combo terms' option overrides.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from retrain.errors import ConfigError, did_you_mean
@@ -28,12 +27,6 @@ def build_reward(ctx: Any, name: str | None = None, overrides: dict[str, Any] | 
     section: dict[str, Any] = config.section("reward") if config is not None else {}
     name = name or section.get("type") or "math"
     source = f"{config.source} " if config is not None else ""
-    if name not in registry.components["reward"] and ("." in name or ":" in name):
-        from retrain.plugins import load_dotted
-
-        target = load_dotted(name, f"{source}{where}")
-        if not inspect.isclass(target) and not hasattr(target, "config_section"):
-            name, overrides = "custom", {**(overrides or {}), "function": name}
     component = registry.get("reward", name, f"{source}{where}")
     accepted = {o.name for o in component.options()}
     for key in overrides or {}:
