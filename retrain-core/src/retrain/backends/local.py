@@ -60,12 +60,39 @@ def check_devices_present(devices: str, where: str = "[backend] devices") -> Non
         raise ConfigError(f'{where} = "{devices}": no GPU {missing[0]} here ({count} visible: 0-{count - 1}).')
 
 
-def resolve_dtype(dtype: str, device: str) -> Any:
+def resolve_dtype(dtype: str, device: str, full_finetune: bool = False) -> Any:
+    """``auto``: bf16 on GPU, fp32 on CPU, and fp32 for full fine-tuning everywhere (AdamW steps of
+    typical learning rates round away in bf16 weights: ``check_updates_survive``)."""
     import torch
 
     if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        return torch.bfloat16 if device.startswith("cuda") and not full_finetune else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def check_updates_survive(params: list[Any], lr: float, dtype: Any, where: str) -> None:
+    """Fail loudly when most AdamW updates would round away in low-precision weights.
+
+    An AdamW step moves a weight by about ``lr``; a bf16 weight w only changes when the step is
+    at least half its spacing, about |w| * eps / 2 (eps = 2^-7 for bf16). At lr 5e-6 that is lost for
+    every |w| > 1.3e-3, i.e. nearly all the weights of a pretrained model: training would log
+    losses and rewards while the model never changes."""
+    import torch
+
+    if dtype not in (torch.bfloat16, torch.float16) or not params or lr <= 0:
+        return
+    half_spacing = torch.finfo(dtype).eps / 2
+    with torch.no_grad():
+        flat = torch.cat([p.detach().abs().float().flatten()[::max(1, p.numel() // 4096)] for p in params])  # sample
+        lost = float((flat * half_spacing > lr).float().mean())
+        needed = float(flat.median()) * half_spacing
+    if lost > 0.5:
+        name = "bfloat16" if dtype == torch.bfloat16 else "float16"
+        raise ConfigError(
+            f"{where}: full fine-tuning of {name} weights at [training] lr = {lr:g}: for {lost:.0%} of the weights an "
+            f"AdamW step of {lr:g} is below half of {name}'s spacing at their value and rounds away, so they would "
+            f'never change. Use [backend] dtype = "float32" (fp32 master weights; add autocast = "bfloat16" for '
+            f"bf16 speed), LoRA ([model] lora_rank > 0), or lr >= {needed:.1e}.")
 
 
 def model_source(name: str) -> tuple[str, str | None]:
@@ -103,7 +130,7 @@ class LocalBackend:
         cfg = ctx.config
         self.cfg = cfg
         self.device = resolve_device(devices)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.dtype = resolve_dtype(dtype, self.device, full_finetune=cfg.model.lora_rank == 0)
         mixed = None if autocast == "none" else resolve_dtype(autocast, self.device)
         self.autocast_dtype = None if mixed == self.dtype else mixed  # bf16 weights (GPU default): nothing to do
         self.logprob_chunk = logprob_chunk
@@ -141,6 +168,8 @@ class LocalBackend:
             self.reference = copy.deepcopy(model).eval().requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         t = cfg.training
+        if not self.lora:
+            check_updates_survive(params, t.lr, self.dtype, f"{cfg.source} [backend] dtype = \"{dtype}\"")
         self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
         warm = t.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

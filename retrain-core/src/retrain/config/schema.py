@@ -30,7 +30,7 @@ class BackendConfig:
 
     backend: str = opt("local", "Trainer: `local` (transformers + peft), or a plugin's backend, or a dotted path.")
     devices: str = opt("auto", 'Where to train: "auto" (GPU if present, else CPU), "cpu", "gpu:0", "gpu:0,1" (torchrun).')
-    dtype: str = opt("auto", "Weights dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.",
+    dtype: str = opt("auto", "Weights dtype: auto (bf16 on GPU with LoRA; fp32 on CPU and for full fine-tuning), float32, bfloat16.",
                      ("auto", "float32", "bfloat16", "float16"))
     autocast: str = opt("none", "Mixed precision over the weights' dtype: bfloat16 runs matmuls in bf16 "
                                "(torch.autocast; trainer and pytorch engine), ~3x faster matmuls on CPUs with "
