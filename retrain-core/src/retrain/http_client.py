@@ -5,7 +5,8 @@ The retry rule, in one place:
 
 * **Retried** (exponential backoff with jitter, at most ``retries`` times): the connection could
   not be made or was reset; no reply within ``timeout``; a reply that is not HTTP or is cut short;
-  a 2xx reply whose body is not the JSON it claims to be (malformed, non-UTF-8, truncated);
+  a 2xx reply whose body is not the JSON it claims to be (malformed, non-UTF-8, truncated, an
+  HTML error page);
   HTTP **408, 429 and every 5xx**. On 429 and 503 a ``Retry-After`` header (seconds or an HTTP
   date) is honoured: the next attempt waits at least that long.
 * **Not retried**: every other 4xx (a wrong model name, a bad key, a missing adapter): it comes
@@ -109,6 +110,8 @@ def _decode_json(raw: bytes, content_type: str) -> Any:
         body = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise _Retry("bad_reply", f"reply is not UTF-8 (byte {e.start} of {len(raw)})") from None
+    if "html" in content_type.lower():  # a proxy's or load balancer's error page, not the server's answer
+        raise _Retry("bad_reply", f"an HTML page instead of JSON: {body[:80]!r}")
     if not body.strip():
         return {}
     try:
@@ -120,6 +123,37 @@ def _decode_json(raw: bytes, content_type: str) -> Any:
         return {"text": body}  # some endpoints answer plain text
 
 
+def _split_credentials(root: str) -> tuple[str, str]:
+    """``http://user:pass@host/x`` -> (``http://host/x``, base64 ``user:pass`` for HTTP basic auth)."""
+    import base64
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(root)
+    if parts.username is None and parts.password is None:
+        return root, ""
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), token
+
+
+def _read_until(resp: Any, deadline: float) -> bytes:
+    """The whole body, but never past ``deadline``: a server that trickles bytes cannot hold us forever."""
+    parts = []
+    while True:
+        chunk = resp.read1(65536)
+        if not chunk:
+            missing = getattr(resp, "length", None)  # bytes the Content-Length promised and never came
+            if missing:
+                raise _Retry("bad_reply", f"reply cut short ({sum(map(len, parts))} bytes received, {missing} missing)")
+            return b"".join(parts)
+        parts.append(chunk)
+        if time.monotonic() > deadline:
+            raise _Retry("timeout", f"reply still arriving after the time allowed ({sum(map(len, parts))} bytes so far)")
+
+
 class JSONClient:
     """POST/GET JSON to ``root`` (e.g. ``http://127.0.0.1:8000``) with the retry rule above.
 
@@ -129,7 +163,7 @@ class JSONClient:
 
     def __init__(self, root: str, *, api_key: str = "", timeout: float = 600.0, retries: int = 3,
                  backoff: float = 0.5, max_total: float | None = None, label: str = "server") -> None:
-        self.root = root.rstrip("/")
+        self.root, self.basic_auth = _split_credentials(root.rstrip("/"))
         self.api_key = api_key
         self.timeout = timeout
         self.retries = max(0, retries)
@@ -142,8 +176,9 @@ class JSONClient:
 
     @property
     def shown_root(self) -> str:
-        """The root as printed: credentials masked."""
-        return redact_text(self.root)
+        """The root as printed: credentials masked (user info in the URL goes as basic auth)."""
+        root = redact_text(self.root)
+        return root.replace("://", "://***@", 1) if self.basic_auth else root
 
     def get(self, path: str, *, retries: int | None = None, timeout: float | None = None) -> Any:
         return self.request("GET", path, None, retries=retries, timeout=timeout)
@@ -166,6 +201,8 @@ class JSONClient:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        elif self.basic_auth:
+            headers["Authorization"] = f"Basic {self.basic_auth}"
         timeout = timeout or self.timeout
         attempts = 1 + (self.retries if retries is None else max(0, retries))
         deadline = time.monotonic() + self._budget(attempts, timeout)
@@ -185,7 +222,7 @@ class JSONClient:
                 self.requests += 1
             sent += 1
             try:
-                return self._attempt(method, url, data, headers, min(timeout, left))
+                return self._attempt(method, url, data, headers, min(timeout, left), deadline)
             except _Retry as e:
                 last = e
                 with self._lock:
@@ -196,11 +233,12 @@ class JSONClient:
             f"URL is right; checkpoints already written are intact, resume with --resume latest.",
             last.kind, last.detail)
 
-    def _attempt(self, method: str, url: str, data: bytes | None, headers: dict[str, str], timeout: float) -> Any:
+    def _attempt(self, method: str, url: str, data: bytes | None, headers: dict[str, str], timeout: float,
+                 deadline: float) -> Any:
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                raw = resp.read()
+                raw = _read_until(resp, min(deadline, time.monotonic() + timeout))
                 return _decode_json(raw, resp.headers.get("Content-Type", ""))
         except urllib.error.HTTPError as e:
             try:
@@ -213,7 +251,7 @@ class JSONClient:
                 raise _Retry("status", detail, wait) from None
             raise HTTPStatusError(f"{method} {redact_text(url)}: {detail}", e.code, body) from None
         except (TimeoutError, socket.timeout):
-            raise _Retry("timeout", f"no reply within {timeout:g} s") from None
+            raise _Retry("timeout", f"no reply within {timeout:.3g} s") from None
         except http.client.IncompleteRead as e:
             raise _Retry("bad_reply", f"reply cut short ({len(e.partial)} bytes received)") from None
         except (http.client.BadStatusLine, http.client.LineTooLong) as e:
@@ -225,7 +263,7 @@ class JSONClient:
         except urllib.error.URLError as e:
             reason = e.reason
             if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise _Retry("timeout", f"no reply within {timeout:g} s") from None
+                raise _Retry("timeout", f"no reply within {timeout:.3g} s") from None
             kind = "unreachable" if isinstance(reason, (ConnectionRefusedError, socket.gaierror)) else "bad_reply"
             raise _Retry(kind, f"{type(reason).__name__}: {reason}") from None
         except (ConnectionError, OSError) as e:
