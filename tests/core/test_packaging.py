@@ -87,3 +87,9 @@ def test_every_package_has_the_apache_license_and_a_real_readme():
         assert project["license"] == "Apache-2.0"
         readme = (folder / project["readme"]).read_text()
         assert "\\n" not in readme and readme.count("\n") >= 10, f"{folder.name}/README.md is not a real README"
+
+
+def test_the_min_versions_script_runs_the_transformers_lower_bound():
+    script = (ROOT / "scripts" / "test_min_versions.sh").read_text()
+    bound = dict(r.split(">=") for _, r in _pyproject_requirements() if r.startswith("transformers>="))["transformers"]
+    assert f'"transformers=={bound}.0"' in script and f'== "{bound}.0"' in script
