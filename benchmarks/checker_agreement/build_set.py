@@ -8,7 +8,7 @@ Two sources:
   reordered roots, thousands separators, scientific notation, a unit, an unsimplified radical)
   and known-wrong ones (label 0: off by one, sign flipped, reciprocal, a missing root, and the
   question's own arithmetic copied into the box);
-- hand-written competition-style references (``CURATED``) in the forms real datasets use: words
+- hand-written competition-style references (``CURATED``, 81 pairs) in the forms real datasets use: words
   in the reference, yes/no, free variables and bounds, intervals, equations, plain-text maths.
 
 Open data: the search index holds openai/prm800k (MATH-500 with model solutions), but its data
@@ -109,6 +109,9 @@ CURATED: list[tuple[str, str, int, str]] = [
     ("3.14", "\\pi", 0, "expression"),
     ("2^{\\lceil n/2 \\rceil}", "2^{\\lfloor n/2 \\rfloor}", 0, "free-variables"),
     ("a = 2, b = 3", "a = 2, b = 3", 1, "equation"),
+    ("\\lfloor \\frac{n+1}{2} \\rfloor", "\\lceil n/2 \\rceil", 1, "free-variables"),
+    ("\\sum_{k=0}^{n} \\binom{n}{k}", "2^n", 1, "free-variables"),
+    ("\\lfloor n/2 \\rfloor", "\\lceil n/2 \\rceil", 0, "free-variables"),
     ("\\text{no solution}", "No solution", 1, "text-reference"),
     ("\\emptyset", "No solution", 1, "text-reference"),
     ("2, 3", "n = 2 \\text{ or } n = 3", 1, "text-reference"),

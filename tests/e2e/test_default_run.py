@@ -51,7 +51,7 @@ def test_math_reward_scores_the_question_copied_into_the_box_as_wrong() -> None:
             ["15", "15", "15", "15", "-82", "-82", "42", "42"])
     finally:
         reward.close()
-    assert result.rewards == [0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    assert result.rewards == [0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]  # \frac{84}{2}: division left to do (docs/rewards.md)
     assert result.errors == 0 and result.timeouts == 0
 
 

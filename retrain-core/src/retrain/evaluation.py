@@ -72,7 +72,7 @@ def run_eval(ctx: Any, engine: Any, environment: Any, reward: Any, step: int,
         "eval/truncated": sum(f == "length" for f in greedy.finish_reasons) / n,
         "eval/timeouts": float(scored.timeouts),
         "eval/errors": float(scored.errors),
-        "eval/unparsed_refs": float(scored.unparsed_refs),
+        "eval/unparsed_refs": float(getattr(scored, "unparsed_refs", 0)),
     }
     problems = [{"id": t.id, "prompt": t.prompt, "answer": t.answer, "completion": greedy.texts[i],
                  "reward": scored.rewards[i], "correct": correct[i], "finish_reason": greedy.finish_reasons[i]}

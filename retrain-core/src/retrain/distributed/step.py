@@ -98,7 +98,7 @@ class StepShards:
         terms = {k: [x for p in parts for x in p.terms.get(k, [])] for k in parts[0].terms}
         return RewardResult(rewards=[x for p in parts for x in p.rewards], terms=terms,
                             errors=sum(p.errors for p in parts), timeouts=sum(p.timeouts for p in parts),
-                            unparsed_refs=sum(p.unparsed_refs for p in parts))
+                            unparsed_refs=sum(getattr(p, "unparsed_refs", 0) for p in parts))
 
     def _rows(self, rollouts: Rollouts) -> tuple[int, int]:
         per = rollouts.n // self.world.size

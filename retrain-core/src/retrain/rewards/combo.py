@@ -51,7 +51,7 @@ class ComboReward:
             result.terms[name] = list(part.rewards)
             result.errors += part.errors
             result.timeouts += part.timeouts
-            result.unparsed_refs += part.unparsed_refs
+            result.unparsed_refs += getattr(part, "unparsed_refs", 0)
             for i, value in enumerate(part.rewards):
                 total[i] += weight * value
         return result
