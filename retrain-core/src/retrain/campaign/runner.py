@@ -219,7 +219,7 @@ class Campaign:
         self.active[spec.name] = (proc, tee, log)
         entry.update(status="running", command=cmd, pid=proc.pid, returncode=None)
         entry["attempts"].append({"start": time.strftime("%Y-%m-%dT%H:%M:%S"), "resume": resume, "end": None,
-                                  "returncode": None})
+                                  "returncode": None, "pid": proc.pid})
         self.manifest.save()
         self.say(f"{'resuming' if resume else 'starting'} {spec.name} (log: {log_path})")
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The ablation of examples/ablation.toml on one H200, in a few device calls (docs/results.md).
+#
+# Here, once:  bash benchmarks/ablation/prepare.sh        (GGUF halves + wheels, git-ignored)
+# Then device calls, each within the machine's 30 s warm window after the previous one:
+#   1. bash benchmarks/ablation/run_h200.sh a      carry [".bench/ablation/a"]             (~1 min)
+#   2. bash benchmarks/ablation/run_h200.sh b      carry [".bench/ablation/b", ".whl"]     (~9.5 min)
+#   3. bash benchmarks/ablation/run_h200.sh more   carry [".whl"]                          (~9.5 min; repeat
+#      until it prints "campaign complete")
+# Call 2 assembles the model, installs what is missing and starts the campaign, 10 runs at a time
+# on the one GPU; every call stops the campaign before the 10-minute limit with SIGINT (each run
+# finishes its step and checkpoints) and resumes it in the next call (the campaign folder lives
+# in /tmp while the machine stays warm; a fresh machine starts again at call 1).
+# Every call leaves in $OUT: ablation-runs.tar.gz (manifest, metrics.jsonl, configs, logs,
+# summary; eval reports without samples), gpu_mem.csv (per-process GPU memory, sampled) and
+# status.txt. Build the tables: python benchmarks/ablation/build_results.py ablation-runs.tar.gz
+set -uo pipefail
+phase=${1:?usage: run_h200.sh a|b|more}
+budget=${ABLATION_SECONDS:-540}    # campaign seconds in one call (limit 600 s, minus packing)
+root=/tmp/ablation
+mkdir -p "$root"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 RETRAIN_CACHE_DIR=$root/cache PYTHONPATH=/tmp/site
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+OUT=${OUT:-$root/out}; mkdir -p "$OUT"
+
+if [ "$phase" = a ]; then
+  cp .bench/ablation/a/smollm2.gguf.part "$root/a.part" && ls -la "$root" && exit 0
+  exit 1
+fi
+
+install() {  # the wheels of prepare.sh (retrain, retrain-hicra, gguf, math-verify, ...) into /tmp/site, once
+  [ -f /tmp/site/.done ] && return 0
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && touch /tmp/site/.done
+}
+
+if [ "$phase" = b ]; then
+  [ -f "$root/a.part" ] || { echo "error: $root/a.part missing: run phase a first (same warm machine)"; exit 1; }
+  cat "$root/a.part" .bench/ablation/b/smollm2.gguf.part > "$root/smollm2.gguf"
+  echo "$(cat .bench/ablation/b/smollm2.gguf.sha256)  $root/smollm2.gguf" | sha256sum -c - || exit 1
+  install || exit 1
+  python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
+  t0=$(date +%s)
+  python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))" || exit 1
+  echo "GGUF conversion: $(( $(date +%s) - t0 )) s"
+elif [ "$phase" = more ]; then
+  [ -f "$root/smollm2.gguf" ] || { echo "error: no model on this machine: start again with phase a"; exit 1; }
+  install || exit 1
+else
+  echo "usage: run_h200.sh a|b|more"; exit 2
+fi
+
+# GPU memory of every process, every 5 s (nvidia-smi), for the per-run peak in docs/results.md
+( while true; do nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits \
+    | sed "s/^/$(date +%s), /" >> "$OUT/gpu_mem.csv"; sleep 5; done ) &
+sampler=$!
+timeout -s INT -k 30 "$budget" python3 -m retrain.cli.main examples/ablation.toml \
+  --set "model.model=\"$root/smollm2.gguf\"" --set "logging.log_dir=\"$root/runs\"" \
+  --set 'logging.loggers=["jsonl"]' --set campaign.max_workers=10 --set campaign.stagger_seconds=2.0
+rc=$?
+kill $sampler 2>/dev/null
+python3 benchmarks/ablation/pack.py "$root/runs/ablation" "$OUT"
+python3 -m retrain.cli.main campaign status "$root/runs/ablation" | tee "$OUT/status.txt"
+if [ $rc -eq 0 ]; then echo "campaign complete"; else echo "campaign stopped (exit $rc): run phase 'more' next"; fi
