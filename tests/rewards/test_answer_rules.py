@@ -50,6 +50,7 @@ def test_evaluated_answer_rule_table(answer: str, reference: str, expected: floa
     ("The limit exists and equals 2", "text", "2"),
     ("The answer is $2^{n-1}$ for every n", "text", "2^{n-1}"),
     ("\\text{Monday}", "text", None),
+    ("odd", "text", None),
     ("[1, 3)", "interval", "[1, 3)"),
     ("(-\\infty, 2] \\cup [3, \\infty)", "interval", "(-\\infty, 2] \\cup [3, \\infty)"),
     ("x = 5", "equation", "x = 5"),
@@ -114,6 +115,7 @@ def test_free_variable_letters_exclude_bound_ones() -> None:
     assert variables("\\int_0^x t \\, dt") == {"x"}
     assert variables("2^{\\lfloor n/2 \\rfloor} + \\sin(y)") == {"n", "y"}
     assert variables("e^{i\\pi}") == set()
+    assert variables("\\mathbb{R}") == variables("5 \\, \\mathrm{cm}") == set()  # names, not variables
 
 
 def test_unparsed_reference_is_flagged_and_compared_as_text() -> None:

@@ -21,7 +21,9 @@ from retrain.rewards.references import Reference, classify_reference, normalize_
 #: this long, and a 100k-digit number only burns a worker's time).
 MAX_ANSWER_CHARS = 1000
 #: Letters that name constants, not variables (they may vanish from a parse).
-_CONSTANT_LETTERS = set("ei")
+_CONSTANT_LETTERS = set("eiE")
+#: Font and name commands whose argument is a name, not variables (\mathbb{R}, \mathrm{cm}).
+_NAME_RE = re.compile(r"\\(?:mathbb|mathcal|mathfrak|mathrm|mathsf|operatorname)\s*\{[^{}]*\}")
 _BOUND_RE = re.compile(r"(?:_\{?\s*\\?([A-Za-z])\s*(?:=|\\to|\\in)|\\,\s*d([A-Za-z])\b|\bd([A-Za-z])\s*$)")
 _VARIABLE_RE = re.compile(r"(?<![\\A-Za-z])([A-Za-z]+)")
 #: Sample points: integer-looking names get integers, the others get reals (and integers).
@@ -58,7 +60,7 @@ def variables(latex: str) -> set[str]:
     integrals, command names and constants excluded)."""
     from retrain.rewards.references import MATH_WORDS, _TEXT_RE
 
-    body = _TEXT_RE.sub(" ", latex)
+    body = _NAME_RE.sub(" ", _TEXT_RE.sub(" ", latex))
     bound = {a or b or c for a, b, c in _BOUND_RE.findall(body)}
     if "\\int" in body:
         body = re.sub(r"\bd[A-Za-z]\b", " ", body)  # the differential: d of dx is no variable

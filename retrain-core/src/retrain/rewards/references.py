@@ -29,7 +29,8 @@ KINDS = ("number", "expression", "set", "interval", "equation", "yesno", "text")
 MATH_WORDS = frozenset("""sin cos tan sec csc cot sinh cosh tanh arcsin arccos arctan log ln lg exp lim max min
     gcd lcm mod det deg dim ker sup inf arg sgn sign floor ceil pi infty infinity cis""".split())
 #: Short words that are English even though they are short.
-SHORT_WORDS = frozenset("is of in an or to no it be at by if on as so we and the are not for all any has yes can".split())
+SHORT_WORDS = frozenset("""is of in an or to no it be at by if on as so we and the are not for all any has yes can
+    odd one two six ten way red""".split())
 _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 _TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|operatorname)\s*\{([^{}]*)\}")
 _LETTERS_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]+")
