@@ -143,3 +143,25 @@ def test_timeouts_are_counted_and_the_pool_recovers() -> None:
         assert (result.timeouts, result.errors) == (2, 0) and reward.pool.replaced == 2
     finally:
         reward.close()
+
+
+def test_a_pool_started_from_a_thread_that_ends_keeps_working() -> None:
+    """PR_SET_PDEATHSIG follows the creating *thread*: the supervisor only asks for it when started
+    from the main thread, so scoring from a short-lived thread does not kill it."""
+    import threading
+
+    from retrain.rewards.basic import MathReward
+
+    reward = MathReward(timeout=5.0, workers=1)
+    try:
+        box: list[object] = []
+        thread = threading.Thread(target=lambda: box.append(reward.score(["\\boxed{2}"], ["2"]).rewards))
+        thread.start()
+        thread.join()
+        assert box == [[1.0]]
+        supervisor = reward.pool.supervisor_pid
+        time.sleep(0.5)  # time for a parent-death signal to land, were one set
+        assert reward.score(["\\boxed{x^2}"], ["x \\cdot x"]).rewards == [1.0]
+        assert reward.pool.supervisor_pid == supervisor  # the same supervisor, not a restart
+    finally:
+        reward.close()

@@ -24,6 +24,7 @@ import re
 
 FALLBACKS = ("none", "answer_is", "last_number")
 
+_BRACE_RE = re.compile(r"\\[{}]|[{}]")  # an escaped brace is one token, skipped
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])( *)")
 _ANSWER_IS_RE = re.compile(r"answer[ \t]*(?:is|:)", re.IGNORECASE)
 _ANSWER_END_RE = re.compile(r"\n|(?<!\d)\.(?!\d)")
@@ -39,17 +40,12 @@ def brace_pairs(text: str) -> dict[int, int]:
     ``\\{`` and ``\\}`` are content, not structure)."""
     pairs: dict[int, int] = {}
     stack: list[int] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\" and i + 1 < n and text[i + 1] in "{}":
-            i += 2
-            continue
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            pairs[stack.pop()] = i
-        i += 1
+    for m in _BRACE_RE.finditer(text):  # only the braces, not every character (C speed)
+        token = m.group(0)
+        if token == "{":
+            stack.append(m.start())
+        elif token == "}" and stack:
+            pairs[stack.pop()] = m.start()
     return pairs
 
 
