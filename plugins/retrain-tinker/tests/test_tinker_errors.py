@@ -81,18 +81,45 @@ def test_missing_key_and_unreachable_service_are_one_line_errors(tiny_model, tmp
     assert line == [line[0]] and line[0].startswith("error: tinker: cannot reach the service at http://127.0.0.1:9 (")
 
 
-def test_a_rejected_key_names_the_variable(tiny_model, tmp_path, monkeypatch):
-    server = serve(Service(str(tiny_model), tmp_path / "state", api_key="tml-the-right-one"))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("TINKER_API_KEY", "tml-a-wrong-one")
-    monkeypatch.setenv("TINKER_TELEMETRY", "0")
-    try:
-        parts = parts_for(tmp_path, tiny_model, url)
-        with pytest.raises(TinkerServiceError, match=r"^tinker: create a LoRA training client on .*: the service at "
-                           r"http://127.0.0.1:\d+ rejected the API key in \$TINKER_API_KEY \(401: invalid API key "
-                           r"for this stand-in\)\. Check the key"):
-            parts.engine.generate([[1, 2]], SamplingParams(n=1, max_tokens=2))
-    finally:
+@pytest.fixture
+def in_process_standin(tiny_model, tmp_path):
+    """A stand-in in this process (real HTTP on 127.0.0.1), configured per test: (url, Service kwargs setter)."""
+    servers = []
+
+    def start(**kwargs):
+        server = serve(Service(str(tiny_model), tmp_path / "state", **kwargs))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def test_a_rejected_key_names_the_variable(in_process_standin, tiny_model, tmp_path, monkeypatch):
+    url = in_process_standin(api_key="tml-the-right-one")
+    monkeypatch.setenv("TINKER_API_KEY", "tml-a-wrong-one")
+    monkeypatch.setenv("TINKER_TELEMETRY", "0")
+    parts = parts_for(tmp_path, tiny_model, url)
+    with pytest.raises(TinkerServiceError, match=r"^tinker: create a LoRA training client on .*: the service at "
+                       r"http://127.0.0.1:\d+ rejected the API key in \$TINKER_API_KEY \(401: invalid API key "
+                       r"for this stand-in\)\. Check the key"):
+        parts.engine.generate([[1, 2]], SamplingParams(n=1, max_tokens=2))
+
+
+def test_an_exhausted_quota_stops_the_step_with_one_line(in_process_standin, tiny_model, tmp_path, tinker_key):
+    parts = parts_for(tmp_path, tiny_model, in_process_standin(quota_steps=1))
+    tasks = parts.environment.sample(2)
+    prompts = render_prompts(RunContext(config=parts.backend.cfg, registry=None, tokenizer=parts.backend.tokenizer),
+                             tasks)
+    gen = parts.engine.generate(prompts, SamplingParams(n=4, max_tokens=4, seed=1))
+    rollouts = Rollouts.from_generation(tasks, prompts, gen, 4)
+    adv = torch.linspace(-1, 1, 8).unsqueeze(1).expand_as(rollouts.mask).contiguous()  # [N, T]
+    parts.backend.train_step(rollouts, adv)
+    with pytest.raises(TinkerServiceError, match=r"^tinker: training step 2: billing or quota exhausted at "
+                       r"http://127.0.0.1:\d+ \(402: the stand-in's quota of 1 optimizer steps is used up "
+                       r"\(--quota-steps\)\)\. Check your Tinker account\.$"):
+        parts.backend.train_step(rollouts, adv)
+    assert parts.backend.version == 1  # the failed step did not count

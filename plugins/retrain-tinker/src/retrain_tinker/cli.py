@@ -29,6 +29,7 @@ def serve_command(
     lora_alpha: float = typer.Option(32.0, help="LoRA alpha of the adapters it trains (the real service fixes its own)."),
     api_key_env: str = typer.Option("", help="Require the API key in this environment variable (default: accept any key)."),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)."),
+    quota_steps: int = typer.Option(0, help="Answer optim_step with 402 (quota used up) after this many; 0 = no quota."),
 ) -> None:
     """Serve the Tinker API on MODEL: a stand-in for the real service (tests, offline development)."""
     api_key = ""
@@ -43,7 +44,8 @@ def serve_command(
     if threads > 0:
         torch.set_num_threads(threads)
     state_dir.mkdir(parents=True, exist_ok=True)
-    server = serve(Service(model, state_dir, lora_alpha=lora_alpha, api_key=api_key, served_name=name), host, port)
+    server = serve(Service(model, state_dir, lora_alpha=lora_alpha, api_key=api_key, served_name=name,
+                           quota_steps=quota_steps), host, port)
     url = f"http://{server.server_address[0]}:{server.server_address[1]}"
     print(f"retrain tinker stand-in: serving {name or model} at {url} (set TINKER_BASE_URL={url}); "
           f"checkpoints in {state_dir}", flush=True)

@@ -65,9 +65,10 @@ def _scoring_function(fn: Callable[..., Any], ref: str) -> Callable[..., Any]:
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in [
-    Kind("backend", "backend", "retrain_register_backends", (("backend", "backend"),)),
+    Kind("backend", "backend", "retrain_register_backends", (("backend", "backend"),),
+         {"tinker": "retrain-tinker"}),
     Kind("engine", "engine", "retrain_register_engines", (("inference", "engine"),),
-         {"vllm": "retrain-vllm"}),
+         {"vllm": "retrain-vllm", "tinker": "retrain-tinker"}),
     Kind("reward", "reward", "retrain_register_rewards", (("reward", "type"),),
          plain=_scoring_function, plain_form="fn(response, reference) -> float"),
     Kind("advantage", "advantage mode", "retrain_register_advantages", (("algorithm", "advantage_mode"),),
@@ -79,7 +80,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
     Kind("planning_detector", "planning detector", "retrain_register_planning_detectors",
          (("planning", "detector"),), {"mined-grams": "retrain-hicra"}),
     Kind("logger", "logger", "retrain_register_loggers", (("logging", "loggers"),)),
-    Kind("command", "command", "retrain_register_commands", (), {"hicra": "retrain-hicra"}),
+    Kind("command", "command", "retrain_register_commands", (), {"hicra": "retrain-hicra", "tinker": "retrain-tinker"}),
 ]}
 
 #: hook name -> kind

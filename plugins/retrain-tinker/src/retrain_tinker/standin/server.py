@@ -50,12 +50,14 @@ class Service:
     """State and operations of the stand-in (thread-safe: model work runs on one worker thread)."""
 
     def __init__(self, base_model: str, state_dir: Path, *, lora_alpha: float = 32.0, api_key: str = "",
-                 served_name: str = "") -> None:
+                 served_name: str = "", quota_steps: int = 0) -> None:
         self.base_model = base_model
         self.served_name = served_name or base_model
         self.state_dir = Path(state_dir)
         self.lora_alpha = lora_alpha
         self.api_key = api_key
+        self.quota_steps = quota_steps  # > 0: optim_step answers 402 after this many (to exercise quota errors)
+        self.optim_requests = 0
         self.models: dict[str, StandinModel] = {}
         self.samplers: dict[str, Sampler] = {}
         self.futures: dict[str, Future] = {}
@@ -325,6 +327,12 @@ def route(s: Service, method: str, path: str, raw: bytes) -> tuple[int, Any]:
     if (method, path) in simple:
         out = simple[(method, path)]()
         return out if isinstance(out, tuple) else (200, out)
+    if (method, path) == ("POST", "/api/v1/optim_step") and s.quota_steps:
+        with s.lock:
+            s.optim_requests += 1
+            if s.optim_requests > s.quota_steps:
+                return 402, {"detail": f"the stand-in's quota of {s.quota_steps} optimizer steps is used up "
+                                       "(--quota-steps)"}
     if method == "POST" and path in futures:
         return 200, s.submit(lambda: futures[path](req), model_id=req.get("model_id"))
     if (method, path) == ("POST", "/api/v1/create_sampling_session"):
