@@ -14,6 +14,7 @@ from retrain.config import load_config  # noqa: E402
 from retrain.engines.openai_flavours import StaleWeightsError  # noqa: E402
 from retrain.errors import ConfigError  # noqa: E402
 from retrain.plugins import load_plugins  # noqa: E402
+from retrain.run_config import load_run_config  # noqa: E402
 from retrain.train.loop import build_parts, render_prompts  # noqa: E402
 from retrain.types import Rollouts, RunContext, SamplingParams  # noqa: E402
 from retrain_tinker.connection import TinkerServiceError  # noqa: E402
@@ -24,10 +25,8 @@ from tinker_helpers import KEY, run_config, run_retrain  # noqa: E402
 def parts_for(tmp_path, tiny_model, url):
     """The run's components, built as `retrain` builds them, on the service at ``url``."""
     path = run_config(tmp_path / "run.toml", model=tiny_model, url=url, log_dir=tmp_path / "runs", name="e", steps=1)
-    registry = load_plugins()
-    registry.search_dirs.append(tmp_path)
-    return build_parts(RunContext(config=load_config(path), registry=registry, config_path=path,
-                                  run_dir=tmp_path / "runs"))
+    cfg, registry = load_run_config(path)
+    return build_parts(RunContext(config=cfg, registry=registry, config_path=path, run_dir=tmp_path / "runs"))
 
 
 def test_a_stale_sampler_is_an_error_and_sync_follows_the_trainer(standin, tiny_model, tmp_path, tinker_key):

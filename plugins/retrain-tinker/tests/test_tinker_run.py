@@ -10,8 +10,7 @@ import pytest
 
 pytest.importorskip("tinker")
 
-from retrain.config import load_config  # noqa: E402
-from retrain.plugins import load_plugins  # noqa: E402
+from retrain.run_config import load_run_config  # noqa: E402
 from retrain.testing import read_metrics as rows  # noqa: E402
 from retrain.train.runner import train  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
@@ -48,9 +47,7 @@ def test_three_steps_train_and_resume_continues_bit_for_bit(standin_with_state, 
     assert max(float((first[k] - last[k]).abs().max()) for k in first) > 1e-3  # training moved the adapter
 
     part = run_config(tmp_path / "part.toml", model=tiny_model, url=url, log_dir=tmp_path / "b", name="part", steps=2)
-    registry = load_plugins()
-    registry.search_dirs.append(tmp_path)  # first_half.py, as the CLI does for the config's folder
-    train(load_config(part), registry, config_path=part)  # 2 steps in-process, then the CLI resumes
+    train(*load_run_config(part), config_path=part)  # 2 steps in-process (as the CLI loads it), then the CLI resumes
     run_config(tmp_path / "part.toml", model=tiny_model, url=url, log_dir=tmp_path / "b", name="part", steps=3)
     proc = run_retrain(str(part), "--resume", env=env)
     assert proc.returncode == 0, proc.stderr

@@ -94,12 +94,13 @@ class StandinModel:
             lp, _ = completion_logprobs(model, [[d.tokens[0]] for d in data], completion, mask,
                                         pad_id=tok.pad_token_id, temperature=1.0, chunk=self.local.logprob_chunk)
             loss = self._loss(lp, mask, data, loss_fn, config)  # scalar: sum over every token of every datum
-        if not math.isfinite(float(loss)):
-            raise UserError(f"non-finite loss {float(loss)}")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise UserError(f"non-finite loss {value}")
         if not forward_only:
             loss.backward()
         logprobs = [lp[i, :lengths[i]].detach().float().numpy() for i in range(len(data))]
-        return logprobs, {"loss:sum": float(loss)}
+        return logprobs, {"loss:sum": value}
 
     @staticmethod
     def _loss(lp: Any, mask: Any, data: list[Datum], loss_fn: str, config: dict[str, float]) -> Any:
