@@ -122,3 +122,11 @@ def test_an_exhausted_quota_stops_the_step_with_one_line(in_process_standin, tin
                        r"\(--quota-steps\)\)\. Check your Tinker account\.$"):
         parts.backend.train_step(rollouts, adv)
     assert parts.backend.version == 1  # the failed step did not count
+
+
+def test_without_the_plugin_the_names_say_what_to_install():
+    registry = load_plugins(entry_points=False)  # retrain-core alone
+    for kind in ("backend", "engine"):
+        with pytest.raises(Exception, match=r'= "tinker": no such .* \(provided by retrain-tinker: pip install '
+                                            r"retrain-tinker\)"):
+            registry.get(kind, "tinker", where=f"run.toml [{kind}]")

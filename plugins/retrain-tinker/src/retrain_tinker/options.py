@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from retrain.types import RunContext
 
 
-def tinker_backend(base_model: str, lora_rank: int = 32, base_url: str = "", api_key_env: str = "TINKER_API_KEY",
+def tinker_backend(*, base_model: str, lora_rank: int = 32, base_url: str = "", api_key_env: str = "TINKER_API_KEY",
                    ctx: RunContext | None = None) -> Any:
     """Tinker service: LoRA training through the official tinker SDK (forward_backward + optim_step, save_state).
 
