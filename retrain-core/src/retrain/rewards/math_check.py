@@ -58,9 +58,9 @@ def _verify(gold: list[Any], pred: list[Any]) -> bool:
 def variables(latex: str) -> set[str]:
     """The free variable letters a reference is written with (bound ones of sums, limits and
     integrals, command names and constants excluded)."""
-    from retrain.rewards.references import MATH_WORDS, _TEXT_RE
+    from retrain.rewards.references import MATH_WORDS, TEXT_RE
 
-    body = _NAME_RE.sub(" ", _TEXT_RE.sub(" ", latex))
+    body = _NAME_RE.sub(" ", TEXT_RE.sub(" ", latex))
     bound = {a or b or c for a, b, c in _BOUND_RE.findall(body)}
     if "\\int" in body:
         body = re.sub(r"\bd[A-Za-z]\b", " ", body)  # the differential: d of dx is no variable

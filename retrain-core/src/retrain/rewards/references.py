@@ -32,7 +32,8 @@ MATH_WORDS = frozenset("""sin cos tan sec csc cot sinh cosh tanh arcsin arccos a
 SHORT_WORDS = frozenset("""is of in an or to no it be at by if on as so we and the are not for all any has yes can
     odd one two six ten way red""".split())
 _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
-_TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|operatorname)\s*\{([^{}]*)\}")
+#: LaTeX wrappers whose argument is text (\text{...}, \mathrm{...}).
+TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|operatorname)\s*\{([^{}]*)\}")
 _LETTERS_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]+")
 _DOLLAR_RE = re.compile(r"\$+([^$]+)\$+")
 _YESNO_RE = re.compile(r"^\W*(yes|no|true|false)\b", re.IGNORECASE)
@@ -49,7 +50,7 @@ class Reference:
 
 def words(reference: str) -> list[str]:
     """English-looking words outside LaTeX command names (``is``, ``only``; not ``sin``, ``xy``)."""
-    body = _COMMAND_RE.sub(" ", _TEXT_RE.sub(r" \1 ", reference))
+    body = _COMMAND_RE.sub(" ", TEXT_RE.sub(r" \1 ", reference))
     out = []
     for run in _LETTERS_RE.findall(body):
         low = run.lower()
@@ -62,7 +63,7 @@ def words(reference: str) -> list[str]:
 
 def normalize_text(text: str) -> str:
     """Lower case, no LaTeX text wrappers, ``$``, punctuation or extra spaces: for comparing words."""
-    s = _TEXT_RE.sub(r" \1 ", text.replace("$", " "))
+    s = TEXT_RE.sub(r" \1 ", text.replace("$", " "))
     s = re.sub(r"\\[,;:! ]", " ", s)
     s = re.sub(r"[^\w\s]", " ", s.lower())
     return " ".join(s.split())
@@ -75,7 +76,7 @@ def math_part(reference: str) -> str | None:
     dollars = [m.strip() for m in _DOLLAR_RE.findall(reference) if m.strip()]
     if dollars:
         return ", ".join(dollars)
-    body = _TEXT_RE.sub(lambda m: " " + " ".join("\0" for _ in m.group(1).split()) + " ", reference)
+    body = TEXT_RE.sub(lambda m: " " + " ".join("\0" for _ in m.group(1).split()) + " ", reference)
     word_set = set(words(reference))
     pieces: list[str] = []
     current: list[str] = []
@@ -112,10 +113,10 @@ def classify_reference(reference: str) -> Reference:
     """The class of ``reference`` and the part of it to compare by math (see the module table)."""
     ref = reference.strip()
     m = _YESNO_RE.match(normalize_text(ref))
-    if m and (len(normalize_text(ref).split()) == 1 or re.match(r"^\W*\w+\s*[,.;:!]", _TEXT_RE.sub(r"\1", ref))):
+    if m and (len(normalize_text(ref).split()) == 1 or re.match(r"^\W*\w+\s*[,.;:!]", TEXT_RE.sub(r"\1", ref))):
         return Reference("yesno", ref, None, m.group(1).lower())
-    bare = _TEXT_RE.sub(r"\1", ref)
-    if words(ref) or (bare != ref and not re.search(r"\d", bare) and _TEXT_RE.fullmatch(ref.strip("$ "))):
+    bare = TEXT_RE.sub(r"\1", ref)
+    if words(ref) or (bare != ref and not re.search(r"\d", bare) and TEXT_RE.fullmatch(ref.strip("$ "))):
         return Reference("text", ref, math_part(ref))
     core = ref.strip("$ ").rstrip(".")
     if "\\cup" in core or "\\infty" in core and _INTERVAL_RE.match(core) or (
