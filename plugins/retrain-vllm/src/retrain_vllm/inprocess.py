@@ -4,7 +4,8 @@
   the previous adapter is removed from vLLM's cache. Requests name the adapter of the version
   they sample from, so a rollout can only come from the synced version.
 * Full fine-tuning: every sync writes the weights and reloads them in place
-  (``collective_rpc("reload_weights", weights_path=...)``).
+  (``collective_rpc("reload_weights", weights_path=...)``); a model with tied embeddings is
+  served and synced untied (retrain_vllm/tied.py).
 * Logprobs are vLLM's ``processed_logprobs``: the sampled token's logprob after temperature and
   top-p processing, i.e. the trainer's quantity (mismatch metrics near 0 after a sync).
 * ``sleep = true`` (GPU only) puts vLLM to sleep after each generation and wakes it before the
@@ -93,6 +94,8 @@ class InProcessVLLMEngine:
         """Load the backend's adapter (LoRA) or weights (full) as policy ``version``."""
         from vllm.lora.request import LoRARequest
 
+        from retrain_vllm.tied import sync_source
+
         self._wake()
         folder = self.weights_dir / f"v{version}"
         if self.settings.lora_rank > 0:
@@ -104,8 +107,8 @@ class InProcessVLLMEngine:
             # load now, so a broken adapter fails at sync time, not mid-generation
             if not self.llm.llm_engine.add_lora(self.lora_request):
                 raise RetrainError(f"vLLM refused the adapter of policy version {version} at {path}.")
-        else:
-            path = backend.save_weights(folder) or folder
+        else:  # a tied model is written untied (retrain_vllm.tied), else vLLM keeps a stale output layer
+            path = sync_source(backend, 0).save_weights(folder) or folder
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
             self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
         self.version = version

@@ -116,20 +116,25 @@ def base_model_dir(ctx: RunContext, work: Path) -> str:
     """A folder (or hub id) vLLM can load that holds the trainer's base weights.
 
     A local HF folder or hub id is used as is. A GGUF file (e.g. the SmolLM2 fallback) is first
-    written as an HF folder by the backend (``save_weights`` at policy version 0 equals the base).
+    written as an HF folder by the backend (``save_weights`` at policy version 0 equals the base);
+    so is a model with tied embeddings trained with full weights, written untied (retrain_vllm.tied).
     """
     from retrain.backends.local import model_source
+    from retrain_vllm.tied import is_tied, untie_folder
 
     path, gguf = model_source(ctx.config.model.model)
-    if not gguf:
+    untie = int(ctx.config.model.lora_rank) == 0 and is_tied(ctx.backend)
+    if not gguf and not untie:
         return path
     backend = ctx.backend
     if backend is None or not hasattr(backend, "save_weights"):
         raise ConfigError(f"[model] model = {ctx.config.model.model!r} is a GGUF file, which the vllm engine "
                           "serves through the backend's HF export; build the backend first.")
-    out = work / "base"
+    out = work / ("base-untied" if untie else "base")
     if not (out / "config.json").is_file():
         if getattr(backend, "version", 0) != 0:
             raise ConfigError("the vllm engine must be built before training starts (policy version 0).")
         backend.save_weights(out)
+        if untie:
+            untie_folder(out)
     return str(out)

@@ -151,7 +151,9 @@ class ManagedVLLMServerEngine:
         self._alive()
         try:
             self._wake()
-            self.engine.sync(backend, version)
+            from retrain_vllm.tied import sync_source
+
+            self.engine.sync(sync_source(backend, self.settings.lora_rank), version)  # tied: written untied
         except ServerUnreachable:
             self._alive()
             raise

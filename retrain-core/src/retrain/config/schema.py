@@ -113,6 +113,9 @@ class InferenceConfig:
     max_concurrency: int = opt(8, "Concurrent requests to a server.", ge=1)
     timeout: float = opt(600.0, "Seconds per request.", gt=0)
     retries: int = opt(3, "Retries per request (exponential backoff).", ge=0)
+    sync_tolerance: float = opt(0.05, "After each weight sync the engine samples a few probe tokens and the trainer "
+                                      "scores them; a mean |logprob| gap above this (nats) stops the run (the engine "
+                                      "would sample from other weights). 0 = no check.", ge=0)
 
 
 @dataclass

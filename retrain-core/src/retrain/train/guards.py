@@ -11,7 +11,9 @@ warning line and counts ``guard/skipped_steps``. After ``MAX_SKIPPED_STEPS`` ski
 run the next one stops the run with one line naming the step and the quantity
 (:class:`NumericsError`, exit 2); checkpoints already written are kept.
 
-``check_advantage_signs`` (called by the credit assigner) is the other invariant: within a group,
+``check_sync`` runs after each weight sync (the engine's and the trainer's logprobs on a few probe
+tokens must agree within ``[inference] sync_tolerance``). ``check_advantage_signs`` (called by
+the credit assigner) is the last invariant: within a group,
 a sample rewarded above the group mean never gets a negative advantage, nor one below it a
 positive one.
 """
@@ -108,6 +110,53 @@ def check_advantage_signs(rewards: torch.Tensor, advantages: torch.Tensor, step:
                             "push the better samples down.")
 
 
+#: Probe tokens the engine samples after each weight sync (check_sync).
+SYNC_PROBE_TOKENS = 8
+
+
+def check_sync(ctx: RunContext, engine: Any, backend: Any, step: int, prompt_ids: list[list[int]], *,
+               force: bool = False) -> dict[str, float]:
+    """After a weight sync: the engine samples ``SYNC_PROBE_TOKENS`` tokens for one prompt, the trainer
+    scores them; a mean |logprob| gap above ``[inference] sync_tolerance`` is a :class:`NumericsError`.
+
+    Catches an engine that samples from other weights than the trainer holds (a partial reload, a
+    stale output layer, a wrong adapter). Skipped when the tolerance is 0, under torchrun, for a
+    backend without ``logprobs``, and for engines that sample from the trainer's own tensors
+    (``shares_weights``: the pytorch engine) unless ``force``. Returns ``{"sync/logprob_gap": gap}``.
+    """
+    import torch
+
+    from retrain.types import Rollouts, SamplingParams, Task
+
+    tol = ctx.config.inference.sync_tolerance
+    if tol <= 0 or ctx.extras.get("dist") is not None or not hasattr(backend, "logprobs") or not prompt_ids:
+        return {}
+    if getattr(engine, "shares_weights", False) and not force:
+        return {}  # it samples from the trainer's own tensors: nothing to compare (and a probe costs ~a step on CPU)
+    guard = ctx.extras.get("nonfinite_guard")
+    if guard is not None and guard.skipped and guard.skipped[-1] == step:
+        return {}  # a non-finite step: NonFiniteGuard has reported it (and bounds how many may pass)
+    t = ctx.config.training
+    probe = [list(prompt_ids[0])]
+    params = SamplingParams(n=1, max_tokens=min(SYNC_PROBE_TOKENS, t.max_tokens), temperature=t.temperature,
+                            top_p=1.0, seed=step)
+    gen = engine.generate(probe, params)
+    rollouts = Rollouts.from_generation([Task("sync probe", "")], probe, gen, 1)  # [1, T]
+    mask = rollouts.mask  # [1, T]
+    if not mask.any():
+        return {}
+    with torch.no_grad():
+        trainer, _ = backend.logprobs(rollouts)  # [1, T]
+    gap = float(((trainer.detach().float().cpu() - rollouts.logprobs) * mask).abs().sum() / mask.sum())
+    if not gap <= tol:  # also catches nan
+        raise NumericsError(f"step {step}: after the weight sync, the engine's logprobs differ from the trainer's by "
+                            f"{gap:.3g} nats per token ({int(mask.sum())} probe tokens; [inference] sync_tolerance = "
+                            f"{tol}): the engine samples from other weights than the trainer holds. Check the "
+                            "engine's weight sync (docs/engines.md); raise sync_tolerance only for known numeric "
+                            "differences.")
+    return {"sync/logprob_gap": gap}
+
+
 def model_context(model: Any) -> int | None:
     """The longest sequence (prompt + completion) a model's position embeddings allow, if it says."""
     cfg = getattr(model, "config", None)
@@ -142,5 +191,5 @@ def check_context(model: Any, prompt_ids: list[list[int]], max_tokens: int) -> N
                           "lower [training]/[eval] max_tokens.")
 
 
-__all__ = ["MAX_SKIPPED_STEPS", "NonFiniteGuard", "check_update", "check_advantage_signs", "check_context",
+__all__ = ["MAX_SKIPPED_STEPS", "SYNC_PROBE_TOKENS", "check_sync", "NonFiniteGuard", "check_update", "check_advantage_signs", "check_context",
            "context_budget", "model_context"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.errors import RetrainError
 from retrain.rewards import build_reward
-from retrain.train.guards import check_update
+from retrain.train.guards import check_sync, check_update
 from retrain.types import Rollouts, SamplingParams
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, floa
 
     with clock("sync"):
         parts.engine.sync(parts.backend, parts.backend.version)
+        train_metrics.update(check_sync(ctx, parts.engine, parts.backend, step, rollouts.prompt_ids))
 
     metrics = {**rollout_metrics(rollouts, rewards, result), **getattr(parts.environment, "rollout_metrics", dict)(),
                **credit_metrics, **train_metrics,
