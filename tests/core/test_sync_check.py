@@ -1,6 +1,6 @@
 """The post-sync check (retrain.train.guards.check_sync) with the real pytorch engine and local backend:
 an engine on the trainer's weights agrees to ~1e-7; an engine on other weights is an error naming
-the step and the gap. (vLLM's tied-embedding case: tests/vllm/test_tied_sync.py.)"""
+the step and the gap. (vLLM's tied-embedding case: plugins/retrain-vllm/tests/test_tied_sync.py.)"""
 
 from __future__ import annotations
 
