@@ -54,6 +54,9 @@ def test_evaluated_answer_rule_table(answer: str, reference: str, expected: floa
     ("[1, 3)", "interval", "[1, 3)"),
     ("(-\\infty, 2] \\cup [3, \\infty)", "interval", "(-\\infty, 2] \\cup [3, \\infty)"),
     ("x = 5", "equation", "x = 5"),
+    ("2 \\le x \\le 5", "equation", "2 \\le x \\le 5"),
+    ("\\left( -\\frac{1}{2}, \\frac{3}{2} \\right)", "set", "\\left( -\\frac{1}{2}, \\frac{3}{2} \\right)"),  # \left is no \le
+    ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "expression", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
     ("y = 2x + 1", "equation", "y = 2x + 1"),
     ("\\{1, 2\\}", "set", "\\{1, 2\\}"),
     ("3, -1", "set", "3, -1"),
@@ -116,6 +119,12 @@ def test_free_variable_letters_exclude_bound_ones() -> None:
     assert variables("2^{\\lfloor n/2 \\rfloor} + \\sin(y)") == {"n", "y"}
     assert variables("e^{i\\pi}") == set()
     assert variables("\\mathbb{R}") == variables("5 \\, \\mathrm{cm}") == set()  # names, not variables
+
+
+@pytest.mark.parametrize("reference", ["AB = 5", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\mathbb{R}",
+                                       "y = -\\frac{1}{2}x + 3", "f^{-1}(x) = 2x", "12\\text{ cm}^2"])
+def test_common_competition_references_parse(reference: str) -> None:
+    assert gold_for(reference)[1] is not None  # no false reward/unparsed_refs
 
 
 def test_unparsed_reference_is_flagged_and_compared_as_text() -> None:

@@ -22,6 +22,7 @@ from retrain.rewards.references import Reference, classify_reference, normalize_
 MAX_ANSWER_CHARS = 1000
 #: Letters that name constants, not variables (they may vanish from a parse).
 _CONSTANT_LETTERS = set("eiE")
+_ENVIRONMENT_RE = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]*\}")  # \begin{pmatrix}: a name
 #: Font and name commands whose argument is a name, not variables (\mathbb{R}, \mathrm{cm}).
 _NAME_RE = re.compile(r"\\(?:mathbb|mathcal|mathfrak|mathrm|mathsf|operatorname)\s*\{[^{}]*\}")
 _BOUND_RE = re.compile(r"(?:_\{?\s*\\?([A-Za-z])\s*(?:=|\\to|\\in)|\\,\s*d([A-Za-z])\b|\bd([A-Za-z])\s*$)")
@@ -60,7 +61,7 @@ def variables(latex: str) -> set[str]:
     integrals, command names and constants excluded)."""
     from retrain.rewards.references import MATH_WORDS, TEXT_RE
 
-    body = _NAME_RE.sub(" ", TEXT_RE.sub(" ", latex))
+    body = _ENVIRONMENT_RE.sub(" ", _NAME_RE.sub(" ", TEXT_RE.sub(" ", latex)))
     bound = {a or b or c for a, b, c in _BOUND_RE.findall(body)}
     if "\\int" in body:
         body = re.sub(r"\bd[A-Za-z]\b", " ", body)  # the differential: d of dx is no variable
@@ -93,7 +94,8 @@ def gold_for(reference: str) -> tuple[Reference, tuple[Any, ...] | None]:
     if ref.math is None:
         return ref, ()
     gold = _parse(ref.math)
-    if not gold or not variables(ref.math) <= _symbol_letters(gold):
+    wanted = {v.lower() for v in variables(ref.math)}  # math-verify may lower-case names (AB -> a*b)
+    if not gold or not wanted <= {v.lower() for v in _symbol_letters(gold)}:
         return ref, None
     return ref, tuple(gold)
 

@@ -32,6 +32,8 @@ MATH_WORDS = frozenset("""sin cos tan sec csc cot sinh cosh tanh arcsin arccos a
 SHORT_WORDS = frozenset("""is of in an or to no it be at by if on as so we and the are not for all any has yes can
     odd one two six ten way red""".split())
 _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+_ENVIRONMENT_RE = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]*\}")  # \begin{pmatrix}: not a word
+_RELATION_RE = re.compile(r"\\(?:le|ge|leq|geq|lt|gt|neq|ne|approx)(?![A-Za-z])")
 #: LaTeX wrappers whose argument is text (\text{...}, \mathrm{...}).
 TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox|operatorname)\s*\{([^{}]*)\}")
 _LETTERS_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]+")
@@ -50,7 +52,7 @@ class Reference:
 
 def words(reference: str) -> list[str]:
     """English-looking words outside LaTeX command names (``is``, ``only``; not ``sin``, ``xy``)."""
-    body = _COMMAND_RE.sub(" ", TEXT_RE.sub(r" \1 ", reference))
+    body = _COMMAND_RE.sub(" ", TEXT_RE.sub(r" \1 ", _ENVIRONMENT_RE.sub(" ", reference)))
     out = []
     for run in _LETTERS_RE.findall(body):
         low = run.lower()
@@ -122,7 +124,7 @@ def classify_reference(reference: str) -> Reference:
     if "\\cup" in core or "\\infty" in core and _INTERVAL_RE.match(core) or (
             _INTERVAL_RE.match(core) and core.lstrip()[0] + core.rstrip()[-1] in ("[)", "(]", "[]")):
         return Reference("interval", ref, core)
-    if _top_level(core, "=<>") or "\\le" in core or "\\ge" in core:
+    if _top_level(core, "=<>") or _RELATION_RE.search(core):
         return Reference("equation", ref, core)
     if is_number(core):
         return Reference("number", ref, core)
