@@ -128,8 +128,8 @@ def test_plugins_list_json_schema(fixture_plugin):
     adv = next(c for c in fixture["components"] if c["kind"] == "advantage")
     assert adv == {"kind": "advantage", "name": "fixture_adv", "config_section": "fixture_adv",
                    "summary": "Fixture advantage: rewards minus the group mean, times scale.",
-                   "options": [{"name": "scale", "type": "float", "default": 1.0, "required": False},
-                               {"name": "center", "type": "bool", "default": True, "required": False}]}
+                   "options": [{"name": "scale", "type": "number", "default": 1.0, "required": False},
+                               {"name": "center", "type": "boolean", "default": True, "required": False}]}
     assert fixture["hooks"] == sorted(fixture["hooks"]) and "retrain_register_commands" in fixture["hooks"]
     without_all = json.loads(run_cli("plugins", "list", "--json", extra_path=fixture_plugin).stdout)
     assert not any(p["builtin"] for p in without_all["plugins"])
@@ -150,7 +150,7 @@ def test_plugins_show(fixture_plugin):
     assert "package  retrain-fixture-plugin 0.3.1" in result.stdout
     assert "module   retrain_fixture_plugin.plugin" in result.stdout
     assert ("advantage fixture_adv: Fixture advantage: rewards minus the group mean, times scale.\n"
-            "  options (section [fixture_adv]):\n    scale: float (default 1.0)\n    center: bool (default True)\n"
+            "  options (section [fixture_adv]):\n    scale: number (default 1.0)\n    center: boolean (default True)\n"
             ) in result.stdout
     assert run_cli("plugins", "show", "fixture_adv", extra_path=fixture_plugin).stdout == result.stdout  # a component finds its plugin
     missing = run_cli("plugins", "show", "fixtur", extra_path=fixture_plugin)

@@ -79,7 +79,7 @@ def test_in_process_plugin_registers_and_builds_with_options():
     assert reg.build("advantage", "needs_path", options={"path": "p"}, ctx="CTX") == ("p", "CTX")
     comp = reg.get("advantage", "scaled")
     assert comp.summary == "Scaled advantages." and comp.config_section == "scaled"
-    assert [(o.name, o.type, o.default) for o in comp.options()] == [("scale", "float", 1.0), ("center", "bool", True)]
+    assert [(o.name, o.type, o.default) for o in comp.options()] == [("scale", "number", 1.0), ("center", "boolean", True)]
 
 
 def test_unknown_option_lists_accepted_ones_with_did_you_mean():

@@ -4,14 +4,13 @@ then exits 2 with one line naming the step and the quantity, never exit 0 with l
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from retrain.testing import read_metrics, write_toy_config
 from retrain.train.guards import MAX_SKIPPED_STEPS, NonFiniteGuard
 
 
@@ -34,30 +33,8 @@ def nan_model(tmp_path_factory, tiny_model) -> Path:
 
 def test_nan_weights_stop_the_run_with_one_line(tmp_path, nan_model):
     steps = MAX_SKIPPED_STEPS + 3
-    cfg = tmp_path / "nan.toml"
-    cfg.write_text(textwrap.dedent(f"""
-        [model]
-        model = "{nan_model}"
-        lora_rank = 0
-        [training]
-        max_steps = {steps}
-        batch_size = 2
-        group_size = 2
-        max_tokens = 4
-        save_every = 0
-        [data]
-        source = "retrain.testing.toy.CopyDigitEnv"
-        prompt_template = "{{problem}}"
-        [reward]
-        type = "retrain.testing.toy.FirstCharReward"
-        [logging]
-        log_dir = "{tmp_path / 'runs'}"
-        run_name = "nan"
-        loggers = ["jsonl"]
-        [eval]
-        at_start = false
-        at_end = false
-    """))
+    cfg = write_toy_config(tmp_path / "nan.toml", nan_model, tmp_path / "runs", run_name="nan",
+                           training={"max_steps": steps, "group_size": 2})
     proc = subprocess.run([str(Path(sys.executable).with_name("retrain")), str(cfg)], capture_output=True, text=True,
                           timeout=300, env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2, proc.stderr
@@ -72,7 +49,7 @@ def test_nan_weights_stop_the_run_with_one_line(tmp_path, nan_model):
         f"{last} steps were non-finite (steps 1, 2, 3, 4; at most {MAX_SKIPPED_STEPS} may be skipped), so the run "
         "stops. Check the model's weights, the engine, lr and max_grad_norm; checkpoints already written are kept.")
     assert "Traceback" not in proc.stderr
-    metrics = [json.loads(x) for x in (tmp_path / "runs" / "nan" / "metrics.jsonl").read_text().splitlines()]
+    metrics = read_metrics(tmp_path / "runs" / "nan")
     assert [m["guard/skipped_steps"] for m in metrics] == [1.0, 2.0, 3.0]  # the stopping step is not logged
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from retrain.config.values import type_name
 from retrain.errors import PluginError, did_you_mean
 
 #: Factory parameters that are injected at build time, not options.
@@ -27,7 +28,7 @@ INJECTED = {"ctx"}
 @dataclass
 class Option:
     name: str
-    type: str  # as written in the signature ("" when unannotated)
+    type: str  # the annotation in TOML words ("number"), as written when unresolvable, "" when unannotated
     default: Any  # inspect.Parameter.empty when required
     required: bool
     annotation: Any = None  # the resolved type, when it could be resolved
@@ -84,15 +85,12 @@ def factory_options(factory: Callable[..., Any]) -> list[Option]:
     for p in sig.parameters.values():
         if p.name in ("self", *INJECTED) or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
             continue
-        ann = p.annotation
-        text = "" if ann is p.empty else (ann if isinstance(ann, str) else _type_text(ann))
-        out.append(Option(p.name, text, p.default, p.default is p.empty, hints.get(p.name)))
+        ann, hint = p.annotation, hints.get(p.name)
+        # TOML words (number, list of string), as config errors and `retrain help` name types
+        text = "" if ann is p.empty else type_name(hint) if hint is not None else \
+            (ann if isinstance(ann, str) else str(ann).replace("typing.", ""))
+        out.append(Option(p.name, text, p.default, p.default is p.empty, hint))
     return out
-
-
-def _type_text(tp: Any) -> str:
-    return getattr(tp, "__name__", None) if typing.get_origin(tp) is None and hasattr(tp, "__name__") \
-        else str(tp).replace("typing.", "")
 
 
 def accepts_ctx(factory: Callable[..., Any]) -> bool:
