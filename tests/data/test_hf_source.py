@@ -116,6 +116,8 @@ def test_mapping_mistakes_are_one_line_errors(tmp_path):
         _env(preset="gsm8")
     with pytest.raises(ConfigError, match=r'needs \[data\] path .* or \[data\] preset \(gsm8k, math500, hendrycks_math\)'):
         _env()
+    with pytest.raises(ConfigError, match=r'\[data\] subjects and levels belong to source = "math"; .* filters = '):
+        _env(preset="hendrycks_math", levels=[5])
     with pytest.raises(ConfigError, match=r"answer_extract = \"regex\" goes with \[data\] answer_regex"):
         _env(path=str(root), prompt_field="question", answer_extract="regex")
 

@@ -149,7 +149,11 @@ class HFEnvironment(ListEnvironment):
 
     def __init__(self, ctx: Any = None, preset: str = "", path: str = "", name: str = "", split: str = "",
                  test_split: str = "", prompt_field: str = "", answer_field: str = "", answer_extract: str = "",
-                 answer_regex: str = "", filters: dict[str, Any] | None = None) -> None:
+                 answer_regex: str = "", filters: dict[str, Any] | None = None, subjects: list[str] | None = None,
+                 levels: list[int] | None = None) -> None:
+        if subjects or levels:  # the math source's keys: here they would be ignored, so refuse them
+            raise ConfigError('[data] subjects and levels belong to source = "math"; with source = "hf" use '
+                              'name = "algebra,geometry" (configs) and filters = {level = ["Level 4", "Level 5"]}.')
         if preset and preset not in PRESETS:
             raise ConfigError(f'[data] preset = "{preset}": no such preset.{did_you_mean(preset, PRESETS)} '
                               f"Presets: {', '.join(PRESETS)}.")
