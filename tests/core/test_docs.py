@@ -6,6 +6,7 @@ import inspect
 from pathlib import Path
 
 from retrain import hookspecs
+from retrain.cli.main import app
 from retrain.cli.man import out_of_date, package_docs_dir, render_auto
 from retrain.cli.reference import _rows, hook_signature
 from retrain.config.schema import SECTIONS
@@ -14,7 +15,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_generated_sections_and_packaged_copy_are_up_to_date():
-    stale = out_of_date(DOCS, package_docs_dir())
+    stale = out_of_date(DOCS, app, package_docs_dir())
     assert stale == [], "out of date (run `retrain man --sync`): " + "; ".join(stale)
 
 

@@ -13,7 +13,7 @@ import pytest
 from retrain.config import config_from_dict
 from retrain.evaluation import run_eval
 from retrain.plugins import load_plugins
-from retrain.rewards import build_reward
+from retrain.train.parts import build_parts, close_parts
 from retrain.types import RunContext
 
 SCORER = textwrap.dedent('''
@@ -42,21 +42,17 @@ def setup(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "eval": {"num_problems": 5, "pass_k": 3},
     })
     ctx = RunContext(config=cfg, registry=load_plugins(), run_dir=tmp_path / "run")
-    backend = ctx.registry.build("backend", "local", ctx=ctx)
-    ctx.backend, ctx.tokenizer = backend, backend.tokenizer
-    engine = ctx.registry.build("engine", "pytorch", ctx=ctx)
-    environment = ctx.registry.build("environment", "jsonl", ctx=ctx)
-    reward = build_reward(ctx)
-    yield ctx, engine, environment, reward
-    reward.close()
+    parts = build_parts(ctx)  # local backend, pytorch engine, jsonl tasks, the dotted scorer
+    yield ctx, parts
+    close_parts(parts)
 
 
 def test_run_eval_metrics_match_the_report(setup) -> None:
-    ctx, engine, environment, reward = setup
-    metrics = run_eval(ctx, engine, environment, reward, step=0)
+    ctx, parts = setup
+    metrics = run_eval(ctx, parts, step=0)
     report = json.loads((ctx.run_dir / "eval" / "step_0.json").read_text())
     problems = report["problems"]
-    assert [p["id"] for p in problems] == [t.id for t in environment.eval_tasks(5)]
+    assert [p["id"] for p in problems] == [t.id for t in parts.environment.eval_tasks(5)]
     assert metrics["eval/pass@1"] == sum(p["correct"] for p in problems) / 5
     assert all(p["correct"] == (len(p["completion"]) % 2 == 0) for p in problems)
     assert metrics["eval/pass@3"] == sum(any(s["reward"] == 1.0 for s in p["samples"]) for p in problems) / 5
@@ -71,13 +67,13 @@ def test_greedy_is_argmax_decoding_and_repeatable(setup) -> None:
     import torch
     from retrain.prompts import render_prompt_ids
 
-    ctx, engine, environment, reward = setup
-    first = run_eval(ctx, engine, environment, reward, step=1)
-    second = run_eval(ctx, engine, environment, reward, step=2)
+    ctx, parts = setup
+    first = run_eval(ctx, parts, step=1)
+    second = run_eval(ctx, parts, step=2)
     strip = lambda m: {k: v for k, v in m.items() if k != "eval/seconds"}  # noqa: E731
     assert strip(first) == strip(second)  # greedy and the fixed pass@k seed: same policy, same numbers
     report = json.loads((ctx.run_dir / "eval" / "step_1.json").read_text())
-    task = environment.eval_tasks(1)[0]
+    task = parts.environment.eval_tasks(1)[0]
     ids = torch.tensor([render_prompt_ids(ctx.tokenizer, task, "", ctx.config.data.prompt_template)])
     with torch.no_grad():
         out = ctx.backend.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,

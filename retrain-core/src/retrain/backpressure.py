@@ -17,10 +17,10 @@ a = 1/lam, b = sigma/lam, c = kappa/lam, so an ordinary least-squares solve give
 damped Gauss-Newton (Levenberg-Marquardt) steps then minimise the *relative* residuals
 (X_model - X) / X of the original curve, with sigma kept in [0, 1) and kappa >= 0.
 
-How the loop uses it: the engine generates the N = B*G rows of a step in chunks of
-``controller.next_batch()`` rows (its generation micro-batch), times each chunk, and calls
-``controller.observe(rows_in_chunk, generated_tokens / seconds)``. Its state goes into checkpoints
-(``state_dict`` / ``load_state_dict``).
+How the loop uses it: :class:`BackpressureEngine` wraps the run's engine; its ``generate`` makes
+the N = B*G rows of a step in chunks of ``controller.next_batch()`` rows (its generation
+micro-batch), times each chunk, and calls ``controller.observe(rows_in_chunk, generated_tokens /
+seconds)``. Its state goes into checkpoints (``state_dict`` / ``load_state_dict``).
 """
 
 from __future__ import annotations
@@ -347,8 +347,8 @@ def generate_with_backpressure(engine: Any, prompt_ids: list[list[int]], params:
     """``engine.generate`` in chunks of whole groups sized by ``controller.next_batch()`` rows.
 
     Each chunk is timed and reported with ``controller.observe(rows, tokens / seconds)``; the chunks'
-    ``Generation``s are concatenated in prompt order (groups stay contiguous). The loop calls this
-    instead of ``engine.generate`` when ``[backpressure] enabled``.
+    ``Generation``s are concatenated in prompt order (groups stay contiguous).
+    :class:`BackpressureEngine` calls this for the loop when ``[backpressure] enabled``.
     """
     import time
     from dataclasses import replace
@@ -376,3 +376,32 @@ def generate_with_backpressure(engine: Any, prompt_ids: list[list[int]], params:
     return Generation(completion_ids=cat("completion_ids"), logprobs=cat("logprobs"),  # type: ignore[arg-type]
                       finish_reasons=cat("finish_reasons"), texts=cat("texts"),  # type: ignore[arg-type]
                       policy_version=parts[0].policy_version, entropy=cat("entropy"), loss_mask=cat("loss_mask"))
+
+
+class BackpressureEngine:
+    """The run's engine with generation in controller-sized chunks of whole groups ([backpressure] enabled).
+
+    ``generate`` goes through :func:`generate_with_backpressure`; ``sync`` and ``close`` reach the
+    wrapped engine unchanged; ``step_metrics()`` reports the controller (``backpressure/*``).
+    """
+
+    def __init__(self, engine: Any, controller: BackpressureController) -> None:
+        self.engine, self.controller = engine, controller
+
+    @property
+    def shares_weights(self) -> bool:
+        from retrain.protocols import Engine, optional
+
+        return bool(optional(self.engine, Engine, "shares_weights"))
+
+    def generate(self, prompt_ids: list[list[int]], params: Any) -> Any:
+        return generate_with_backpressure(self.engine, prompt_ids, params, self.controller)  # N rows
+
+    def sync(self, backend: Any, version: int) -> None:
+        self.engine.sync(backend, version)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def step_metrics(self) -> dict[str, float]:
+        return self.controller.metrics()

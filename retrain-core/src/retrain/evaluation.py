@@ -1,7 +1,8 @@
 """Held-out evaluation: greedy pass@1 and sampled pass@k on ``[eval] num_problems`` tasks.
 
-``run_eval(ctx, engine, environment, reward, step)`` renders ``environment.eval_tasks(n)`` with the
-run's prompt (``[data]`` template and system prompt, the tokenizer's chat template), generates
+``run_eval(ctx, parts, step)`` is a function of the run's parts (``retrain.train.parts``): it
+renders ``environment.eval_tasks(n)`` with the run's prompt (``[data]`` template and system prompt,
+the tokenizer's chat template) or lets an environment with its own episodes run them, generates
 
 - one greedy completion per problem (temperature 0) -> ``eval/pass@1``;
 - when ``[eval] pass_k = k > 1``: k samples per problem at ``[training] temperature`` with a fixed
@@ -9,13 +10,16 @@ run's prompt (``[data]`` template and system prompt, the tokenizer's chat templa
   with at least one correct sample; with exactly k samples the unbiased estimator is this) and
   ``eval/mean@k`` (the mean correctness of all samples);
 
-scores them with the run's reward (a completion is correct when its reward is >= 1), and writes
+scores them with the run's reward (``parts.reward``: ``[reward] type`` or the environment's own; a
+completion is correct when its reward is >= 1), and writes
 ``<run dir>/eval/step_<N>.json`` with every problem, completion and score plus the prompt identity.
 Other metrics: ``eval/reward_mean``, ``eval/boxed_rate`` (completions with a complete ``\\boxed{}``),
 ``eval/completion_len`` (tokens), ``eval/truncated`` (fraction that hit max_tokens),
 ``eval/timeouts``, ``eval/errors``, ``eval/seconds``.
 
-This module also registers the ``retrain eval RUN.toml [--checkpoint PATH]`` command.
+The training loop calls it every ``[eval] every`` steps; ``retrain eval`` (``retrain.cli.eval_cmd``)
+builds the parts as a run does and calls it once. Back pressure does not chunk evaluation: it
+samples from ``parts.engine`` itself.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from retrain import hookimpl
+from retrain.train.episodes import episodes_for
 from retrain.types import SamplingParams
+
+if TYPE_CHECKING:
+    from retrain.train.parts import Parts
+    from retrain.types import RunContext
 
 EVAL_SEED = 1234  # the pass@k samples are the same for every evaluation of a run
 CORRECT = 1.0 - 1e-6
@@ -37,30 +45,21 @@ def _eval_max_tokens(cfg: Any) -> int:
     return cfg.eval.max_tokens or cfg.training.max_tokens
 
 
-def _generate(ctx: Any, engine: Any, environment: Any, tasks: list[Any], prompts: list[list[int]],
-              params: SamplingParams) -> Any:
-    """``engine.generate``, or the environment's own episodes when it runs them (retrain-verifiers)."""
-    if hasattr(environment, "rollout"):
-        return environment.rollout(engine, ctx.tokenizer, tasks, params)[1]
-    return engine.generate(prompts, params)
-
-
-def run_eval(ctx: Any, engine: Any, environment: Any, reward: Any, step: int,
-             report_path: Path | None = None) -> dict[str, float]:
+def run_eval(ctx: RunContext, parts: Parts, step: int, report_path: Path | None = None) -> dict[str, float]:
     """Evaluate the engine's current policy; returns ``eval/*`` metrics and writes the per-problem report
     to ``report_path`` (default ``<run dir>/eval/step_<step>.json``; none without a run dir)."""
-    from retrain.prompts import prompt_identity, render_prompts
+    from retrain.prompts import prompt_identity
     from retrain.rewards.extract import extract_boxed
 
     cfg = ctx.config
+    reward = parts.reward
+    episodes = episodes_for(ctx, parts.environment, parts.engine)  # the engine itself: no back-pressure chunks
     start = time.monotonic()
-    tasks = environment.eval_tasks(cfg.eval.num_problems)
-    prompts = render_prompts(cfg, ctx.tokenizer, tasks)
+    tasks = parts.environment.eval_tasks(cfg.eval.num_problems)
     references = [t.answer for t in tasks]
     max_tokens = _eval_max_tokens(cfg)
 
-    greedy = _generate(ctx, engine, environment, tasks, prompts,
-                       SamplingParams(n=1, max_tokens=max_tokens, temperature=0.0, seed=EVAL_SEED))
+    _, greedy = episodes.run(tasks, SamplingParams(n=1, max_tokens=max_tokens, temperature=0.0, seed=EVAL_SEED))
     scored = reward.score(greedy.texts, references)
     correct = [r >= CORRECT for r in scored.rewards]
     n = max(1, len(tasks))
@@ -80,9 +79,8 @@ def run_eval(ctx: Any, engine: Any, environment: Any, reward: Any, step: int,
 
     k = cfg.eval.pass_k
     if k > 1:
-        sampled = _generate(ctx, engine, environment, tasks, prompts,
-                            SamplingParams(n=k, max_tokens=max_tokens, temperature=cfg.training.temperature,
-                                           top_p=cfg.training.top_p, seed=EVAL_SEED))
+        _, sampled = episodes.run(tasks, SamplingParams(n=k, max_tokens=max_tokens, temperature=cfg.training.temperature,
+                                                        top_p=cfg.training.top_p, seed=EVAL_SEED))
         refs_k = [r for r in references for _ in range(k)]  # groups contiguous: [N = n*k]
         scored_k = reward.score(sampled.texts, refs_k)
         hits = [r >= CORRECT for r in scored_k.rewards]
@@ -113,15 +111,3 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(report, indent=1, default=str) + "\n")
     tmp.replace(path)
-
-
-def eval_command() -> Any:
-    """Evaluate a run's model (or a checkpoint) on its held-out problems: pass@1 (greedy) and pass@k."""
-    from retrain.eval_cli import make_eval_app
-
-    return make_eval_app()
-
-
-@hookimpl
-def retrain_register_commands(register):  # type: ignore[no-untyped-def]
-    register("eval", eval_command)

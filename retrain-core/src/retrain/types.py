@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     import torch
 
     from retrain.config import Config
-    from retrain.plugins import Registry
 
 Messages = list[dict[str, str]]
 
@@ -112,7 +111,7 @@ class RunContext:
     a ``ctx`` parameter in the factory)."""
 
     config: Config
-    registry: Registry
+    registry: Any  # retrain.plugins.Registry; not imported: the plugin system imports components, which import this module
     config_path: Path | None = None
     run_dir: Path | None = None
     backend: Any = None  # the trainer (owns weights, tokenizer)

@@ -23,7 +23,7 @@ from retrain.errors import ConfigError, RetrainError
 from retrain.types import Generation, SamplingParams
 
 if TYPE_CHECKING:
-    from retrain_vllm.options import EngineSettings
+    from retrain_vllm.settings import EngineSettings
 
 
 class InProcessVLLMEngine:

@@ -26,7 +26,7 @@ from retrain.types import Generation, SamplingParams
 
 if TYPE_CHECKING:
     from retrain.types import RunContext
-    from retrain_vllm.options import EngineSettings
+    from retrain_vllm.settings import EngineSettings
 
 SERVED_NAME = "retrain-base"
 

@@ -5,6 +5,10 @@ package (``retrain/docs/``) so that an installed ``retrain man`` works without t
 ``retrain man --sync`` regenerates the ``<!-- BEGIN AUTO:name -->`` sections of docs/ from the
 code and refreshes that copy, and a test fails when either is stale. When run from a checkout,
 ``retrain man`` reads docs/ directly.
+
+The CLI reference is generated from the root command it is given (``retrain man --sync`` passes
+its own root; tests pass ``retrain.cli.main.app``): this module never imports ``retrain.cli.main``,
+which imports it.
 """
 
 from __future__ import annotations
@@ -39,21 +43,21 @@ def manual_dir() -> Path:
     return repo_docs_dir() or package_docs_dir()
 
 
-def _generators() -> dict[str, Callable[[], str]]:
+def _generators(cli_root: Any) -> dict[str, Callable[[], str]]:
+    """Generators of the AUTO sections; ``cli_root`` is the ``retrain`` click command (or its typer app)."""
     from retrain.cli import reference
 
     def cli() -> str:
-        from retrain.cli.main import app
-
-        return reference.cli_reference_markdown(typer.main.get_command(app))
+        root = typer.main.get_command(cli_root) if isinstance(cli_root, typer.Typer) else cli_root
+        return reference.cli_reference_markdown(root)
 
     return {"config": reference.config_reference_markdown, "hooks": reference.hook_reference_markdown,
             "builtins": reference.builtins_markdown, "cli": cli}
 
 
-def render_auto(text: str, generators: dict[str, Callable[[], str]] | None = None) -> str:
+def render_auto(text: str, generators: dict[str, Callable[[], str]]) -> str:
     """``text`` with every AUTO section replaced by freshly generated content."""
-    gens = generators or _generators()
+    gens = generators
     cache: dict[str, str] = {}
 
     def fill(m: re.Match[str]) -> str:
@@ -67,9 +71,9 @@ def render_auto(text: str, generators: dict[str, Callable[[], str]] | None = Non
     return AUTO.sub(fill, text)
 
 
-def out_of_date(docs: Path, package_copy: Path | None = None) -> list[str]:
+def out_of_date(docs: Path, cli_root: Any, package_copy: Path | None = None) -> list[str]:
     """What ``--sync`` would change: generated sections of docs/, and the package's copy."""
-    gens = _generators()
+    gens = _generators(cli_root)
     stale = []
     for f in sorted(docs.glob("*.md")):
         old = {m.group("name"): m.group(0) for m in AUTO.finditer(f.read_text())}
@@ -87,10 +91,10 @@ def out_of_date(docs: Path, package_copy: Path | None = None) -> list[str]:
     return stale
 
 
-def sync(docs: Path, package_copy: Path) -> list[str]:
+def sync(docs: Path, package_copy: Path, cli_root: Any) -> list[str]:
     """Regenerate AUTO sections in ``docs`` and mirror docs/*.md into ``package_copy``."""
     changed = []
-    gens = _generators()
+    gens = _generators(cli_root)
     for f in sorted(docs.glob("*.md")):
         old = f.read_text()
         new = render_auto(old, gens)
@@ -136,6 +140,7 @@ def _plain(text: str) -> str:
 
 
 def man_command(
+    ctx: typer.Context,
     topic: Annotated[Optional[str], typer.Argument(help="Topic (file name in docs/ without .md); none = list.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     topic_opt: Annotated[Optional[str], typer.Option("--topic", help="Same as the TOPIC argument.")] = None,
@@ -151,7 +156,7 @@ def man_command(
         if docs is None:
             raise RetrainError("retrain man --sync needs a checkout of the retrain repository (docs/ next to "
                                f"retrain-core/); this install reads the packaged copy in {package_docs_dir()}.")
-        changed = sync(docs, package_docs_dir())
+        changed = sync(docs, package_docs_dir(), ctx.find_root().command)
         typer.echo("\n".join(f"updated {c}" for c in changed) if changed else "docs are up to date")
         return
     docs = manual_dir()

@@ -3,8 +3,8 @@
 * joins the process group (:func:`retrain.distributed.world.init_world`);
 * rank 0 picks the run directory and the checkpoint to resume, and tells the others;
 * shards the ``local`` backend with FSDP2 (:mod:`retrain.distributed.fsdp`; LoRA: the adapter is
-  replicated instead, :mod:`retrain.distributed.lora_replicated`) and puts the step
-  hooks (:class:`retrain.distributed.step.StepShards`) into ``ctx.extras["dist"]``;
+  replicated instead, :mod:`retrain.distributed.lora_replicated`) and replaces the one-process
+  shard plan with this rank's (``parts.shards = StepShards(world)``, :mod:`retrain.distributed.step`);
 * split mode: an engine that pushes weights to a server (``[inference] engine = "openai"``) is
   synced by rank 0 only; the other ranks adopt the served version (:class:`RankZeroSync`);
 * rank 0 alone writes the run directory (config, metrics, samples, logs); checkpoints are
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from retrain.config import Config
     from retrain.distributed.world import World
-    from retrain.train.loop import Parts
+    from retrain.train.parts import Parts
     from retrain.types import RunContext
 
 
@@ -84,12 +84,13 @@ class DistributedRun:
         return answer
 
     def shard(self, ctx: RunContext, parts: Parts) -> None:
-        """FSDP2 (full weights) or a replicated adapter (LoRA) over the backend; step hooks; rank-0 weight sync."""
+        """FSDP2 (full weights) or a replicated adapter (LoRA) over the backend; this rank's shard plan; rank-0 weight sync."""
         from retrain.distributed.fsdp import shard_backend
         from retrain.distributed.step import StepShards
+        from retrain.protocols import Backend, optional
 
         cfg = ctx.config
-        if not hasattr(parts.backend, "model") or not hasattr(parts.backend, "dist"):
+        if optional(parts.backend, Backend, "model") is None or not hasattr(parts.backend, "dist"):
             raise ConfigError(f"{cfg.source} [backend] backend = \"{cfg.backend.backend}\": torchrun runs shard the "
                               "`local` backend with FSDP2; this backend cannot be sharded. Use backend = \"local\" "
                               "or run one process.")
@@ -98,7 +99,7 @@ class DistributedRun:
         trainer = shard_backend(parts.backend, self.world)
         if self.is_main:
             print(f"distributed: {trainer.mode}", file=sys.stderr, flush=True)
-        ctx.extras["dist"] = shards
+        parts.shards = shards
         ctx.device = self.world.device
         if hasattr(parts.engine, "flavour"):  # an OpenAI-compatible server: split mode
             parts.engine = RankZeroSync(parts.engine, self.world)
@@ -108,10 +109,10 @@ class DistributedRun:
         ranks at slightly different moments; all must stop before the same step)."""
         return lambda: self.world.all_reduce_sum([float(flag())])[0] > 0
 
-    def save(self, run_dir: Path, step: int, parts: Parts, keep: int) -> None:
+    def save(self, run_dir: Path, step: int, parts: Parts, keep: int) -> Path:
         from retrain.distributed.checkpoint import save_run_checkpoint
 
-        save_run_checkpoint(self.world, run_dir, step, backend=parts.backend, environment=parts.environment,
+        return save_run_checkpoint(self.world, run_dir, step, backend=parts.backend, environment=parts.environment,
                             credit=parts.credit, keep=keep)
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """One RL step over W ranks: whole groups per rank, everything else computed on the global batch.
 
-``retrain.train.loop.train_step`` calls these hooks when ``ctx.extras["dist"]`` is a
-:class:`StepShards` (torchrun runs)::
+:class:`StepShards` is the shard plan (``retrain.protocols.ShardPlan``, ``parts.shards``) of a
+torchrun run; ``retrain.train.loop.train_step`` calls the same methods on the one-process plan
+(``retrain.train.shards.OneProcess``, the identity)::
 
     tasks  = environment.sample(B)              every rank samples the same B tasks (same data cursor)
     mine   = dist.share(tasks)                  B/W whole prompts (groups) of this rank, in order
@@ -42,13 +43,17 @@ def check_batch(batch_size: int, world_size: int, where: str = "[training] batch
 
 @dataclass
 class StepShards:
-    """This rank's share of a step (``ctx.extras["dist"]``)."""
+    """This rank's share of a step (``parts.shards`` under torchrun)."""
 
     world: World
 
     @property
     def is_main(self) -> bool:
         return self.world.is_main
+
+    @property
+    def processes(self) -> int:
+        return self.world.size
 
     def check_batch(self, batch_size: int, where: str = "[training] batch_size") -> None:
         check_batch(batch_size, self.world.size, where)
@@ -99,6 +104,10 @@ class StepShards:
         return RewardResult(rewards=[x for p in parts for x in p.rewards], terms=terms,
                             errors=sum(p.errors for p in parts), timeouts=sum(p.timeouts for p in parts),
                             unparsed_refs=sum(getattr(p, "unparsed_refs", 0) for p in parts))
+
+    def agree(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any (a plugin asking to stop, Ctrl-C)."""
+        return self.world.all_reduce_sum([float(flag)])[0] > 0
 
     def _rows(self, rollouts: Rollouts) -> tuple[int, int]:
         per = rollouts.n // self.world.size

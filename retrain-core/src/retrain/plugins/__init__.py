@@ -1,5 +1,6 @@
-"""The plugin system: discovery (discovery.py), the component kinds (kinds.py), the registry
-(registry.py) and the pre-flight selection check (selection.py).
+"""The plugin system: discovery (discovery.py), what is known of each plugin (info.py), the
+component kinds (kinds.py), the registry (registry.py) and the pre-flight selection check
+(selection.py). Imports go one way: discovery -> registry -> selection -> kinds.
 
 ``load_plugins()`` builds a fresh :class:`Registry` (never global). Built-ins register through
 the same hooks as third-party plugins (as ``builtin.<area>``). Only discovery.py and
@@ -7,13 +8,8 @@ the same hooks as third-party plugins (as ``builtin.<area>``). Only discovery.py
 """
 
 from retrain.components import INJECTED, Component, Option, factory_options, load_dotted
-from retrain.plugins.discovery import (
-    BUILTIN_MODULES,
-    ENTRY_POINT_GROUP,
-    PluginInfo,
-    PluginLoadWarning,
-    load_plugins,
-)
+from retrain.plugins.discovery import BUILTIN_MODULES, ENTRY_POINT_GROUP, PluginLoadWarning, load_plugins
+from retrain.plugins.info import PluginInfo
 from retrain.plugins.kinds import KINDS, Kind, normalize_kind
 from retrain.plugins.registry import Registry
 

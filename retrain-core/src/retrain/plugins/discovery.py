@@ -14,15 +14,15 @@ import importlib.metadata as md
 import os
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from retrain import hookspecs
-from retrain.components import Component, jsonable
+from retrain.components import Component
 from retrain.errors import PluginError, did_you_mean
+from retrain.plugins.info import PluginInfo
 from retrain.plugins.kinds import KIND_OF_HOOK, KINDS, Kind, as_factory
 
 ENTRY_POINT_GROUP = "retrain"
@@ -37,48 +37,12 @@ BUILTIN_MODULES: list[str] = [
     "retrain.loggers.plugin",
     "retrain.campaign.plugin",
     "retrain.bench.plugin",
-    "retrain.evaluation",
+    "retrain.cli.plugin",
 ]
 
 
 class PluginLoadWarning(UserWarning):
     """A plugin failed to load and was skipped (the CLI prints it as one ``warning:`` line)."""
-
-
-@dataclass
-class PluginInfo:
-    name: str
-    package: str
-    version: str
-    module: str
-    file: str = ""
-    builtin: bool = False
-    error: str = ""  # "" = loaded
-    exception: BaseException | None = None
-    hooks: list[str] = field(default_factory=list)
-    components: list[Component] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
-    @property
-    def label(self) -> str:
-        """``"name" (package version)`` for messages."""
-        return f'"{self.name}" ({self.package} {self.version})'.replace(" )", ")")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "package": self.package, "version": self.version, "module": self.module,
-            "file": self.file, "builtin": self.builtin, "status": "ok" if self.ok else "failed",
-            "error": self.error or None, "hooks": self.hooks,
-            "components": [{"kind": c.kind, "name": c.name, "summary": c.summary,
-                            "config_section": c.config_section,
-                            "options": [{"name": o.name, "type": o.type,
-                                         "default": None if o.required else jsonable(o.default),
-                                         "required": o.required} for o in c.options()]}
-                           for c in self.components],
-        }
 
 
 def registration_arguments(kind: Kind, info: PluginInfo) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.components import Component, accepts_ctx, check_option_value, load_dotted
 from retrain.errors import PluginError, did_you_mean
-from retrain.plugins.discovery import PluginInfo
+from retrain.plugins.info import PluginInfo
 from retrain.plugins.kinds import KINDS, as_factory
+from retrain.plugins.selection import check_config, core_sections
 
 if TYPE_CHECKING:
     import pluggy
@@ -16,12 +17,6 @@ if TYPE_CHECKING:
 
 def is_dotted(name: str) -> bool:
     return "." in name or ":" in name or "/" in name
-
-
-def core_sections() -> set[str]:
-    from retrain.config.schema import SECTIONS
-
-    return set(SECTIONS)
 
 
 class Registry:
@@ -128,8 +123,6 @@ class Registry:
 
     def check_config(self, cfg: Any) -> None:
         """Pre-flight of a config against the installed components (see selection.py)."""
-        from retrain.plugins.selection import check_config
-
         check_config(self, cfg)
 
     # -- what the config and the CLI need ----------------------------------------------------

@@ -3,12 +3,25 @@ sections hold options their components accept (before any model loads)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from retrain.components import Component, check_option_value
 from retrain.errors import PluginError, did_you_mean
 from retrain.plugins.kinds import KINDS
-from retrain.plugins.registry import Registry, core_sections
+
+
+class Selectable(Protocol):
+    """What the check reads of ``retrain.plugins.Registry`` (which calls it: no import back)."""
+
+    components: dict[str, dict[str, Component]]
+
+    def get(self, kind: str, name: str, where: str = "") -> Component: ...
+
+
+def core_sections() -> set[str]:
+    from retrain.config.schema import SECTIONS
+
+    return set(SECTIONS)
 
 
 def selector_active(cfg: Any, section: str, key: str) -> bool:
@@ -20,7 +33,7 @@ def selector_active(cfg: Any, section: str, key: str) -> bool:
     return True
 
 
-def check_config(registry: Registry, cfg: Any) -> None:
+def check_config(registry: Selectable, cfg: Any) -> None:
     """Every name the config selects resolves, and plugin sections' options are valid for the
     components that read them. Raises :class:`PluginError` on the first problem."""
     for kind in KINDS.values():

@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from retrain.errors import ConfigError
-from retrain.plugins import load_dotted
+from retrain.components import load_dotted
 from retrain.protocols import RewardResult
 from retrain.rewards.pool import WorkerPool
 

@@ -24,6 +24,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from retrain.errors import NumericsError
+from retrain.protocols import Engine, optional
 
 if TYPE_CHECKING:
     import torch
@@ -115,12 +116,13 @@ SYNC_PROBE_TOKENS = 8
 
 
 def check_sync(ctx: RunContext, engine: Any, backend: Any, step: int, prompt_ids: list[list[int]], *,
-               force: bool = False) -> dict[str, float]:
+               force: bool = False, processes: int = 1) -> dict[str, float]:
     """After a weight sync: the engine samples ``SYNC_PROBE_TOKENS`` tokens for one prompt, the trainer
     scores them; a mean |logprob| gap above ``[inference] sync_tolerance`` is a :class:`NumericsError`.
 
     Catches an engine that samples from other weights than the trainer holds (a partial reload, a
-    stale output layer, a wrong adapter). Skipped when the tolerance is 0, under torchrun, for a
+    stale output layer, a wrong adapter). Skipped when the tolerance is 0, under torchrun (``processes``
+    > 1, the shard plan's), for a
     backend without ``logprobs``, and for engines that sample from the trainer's own tensors
     (``shares_weights``: the pytorch engine) unless ``force``. Returns ``{"sync/logprob_gap": gap}``.
     """
@@ -129,9 +131,9 @@ def check_sync(ctx: RunContext, engine: Any, backend: Any, step: int, prompt_ids
     from retrain.types import Rollouts, SamplingParams, Task
 
     tol = ctx.config.inference.sync_tolerance
-    if tol <= 0 or ctx.extras.get("dist") is not None or not hasattr(backend, "logprobs") or not prompt_ids:
+    if tol <= 0 or processes > 1 or not hasattr(backend, "logprobs") or not prompt_ids:
         return {}
-    if getattr(engine, "shares_weights", False) and not force:
+    if optional(engine, Engine, "shares_weights") and not force:
         return {}  # it samples from the trainer's own tensors: nothing to compare (and a probe costs ~a step on CPU)
     guard = ctx.extras.get("nonfinite_guard")
     if guard is not None and guard.skipped and guard.skipped[-1] == step:

@@ -1,89 +1,44 @@
 """The RL loop, top to bottom (docs/architecture.md). Shapes: B prompts, G samples, N = B*G, T tokens.
 
-Every stage is a component chosen by name through the plugin registry::
+Every stage is a component chosen by name through the plugin registry (``retrain.train.parts``)::
 
     tasks     = environment.sample(B)                     [data] source / [environment] provider
-    prompts   = render_prompts(config, tokenizer, tasks)   [data] prompt_template, chat_template
-    rollouts  = engine.generate(prompts, G)               [inference] engine
-    rewards   = reward.score(texts, references)           [reward] type (or the environment's own)
+    mine      = shards.share(tasks)                       this process's prompts (all of them in one process)
+    rollouts  = episodes.run(mine, G)                     [inference] engine: prompts -> completions,
+                                                          or the environment's own episodes
+    rewards   = shards.score(reward, rollouts)            [reward] type (or the environment's own)
     token_adv = credit.compute(rewards, rollouts, step)   [algorithm] advantage_mode + transform_mode
-    metrics   = backend.train_step(rollouts, token_adv)   [backend] backend, [algorithm] loss
+    metrics   = backend.train_step(shards.rows(...))      [backend] backend, [algorithm] loss
     engine.sync(backend, version)                         new weights -> engine
     loggers.log(step, metrics); checkpoint every save_every
+
+The options are objects, chosen once when the parts are built: ``shards`` is the one-process
+plan (identity) or torchrun's whole groups per rank; ``episodes`` renders prompts for the engine
+(wrapped in back pressure's chunking when enabled) or lets the environment run its episodes.
+A step is two halves, :func:`collect_rollouts` (sampling, scoring) and :func:`learn` (credit,
+update, sync), so a schedule that overlaps them (asynchronous RL) replaces only :func:`train_step`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrain.errors import RetrainError
-from retrain.rewards import build_reward
+from retrain.protocols import Engine, optional
 from retrain.train.guards import check_sync, check_update
 from retrain.types import Rollouts, SamplingParams
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import torch
+
+    from retrain.config import TrainingConfig
+    from retrain.protocols import RewardResult
+    from retrain.train.parts import Parts
     from retrain.types import RunContext
-
-
-@dataclass
-class Parts:
-    """The run's components, each built by name from the config."""
-
-    backend: Any
-    engine: Any
-    environment: Any
-    reward: Any
-    credit: Any
-    loggers: list[Any] = field(default_factory=list)
-    backpressure: Any = None  # USL batch controller when [backpressure] enabled
-
-
-def build_parts(ctx: RunContext) -> Parts:
-    """Build backend, engine, environment, reward and credit from the config (loggers come later)."""
-    cfg, reg, src = ctx.config, ctx.registry, ctx.config.source
-    backend = reg.build("backend", cfg.backend.backend, where=f"{src} [backend] backend", ctx=ctx)
-    ctx.backend, ctx.tokenizer = backend, backend.tokenizer
-    engine = reg.build("engine", cfg.inference.engine, where=f"{src} [inference] engine", ctx=ctx)
-    if cfg.environment.provider:
-        environment = reg.build("environment", cfg.environment.provider,
-                                where=f"{src} [environment] provider", ctx=ctx)
-    else:
-        environment = reg.build("environment", cfg.data.source, where=f"{src} [data] source", ctx=ctx)
-    reward = getattr(environment, "reward", None) or build_reward(ctx)  # names, dotted functions or classes
-    return Parts(backend, engine, environment, reward, build_credit(ctx), backpressure=build_backpressure(ctx))
-
-
-def build_backpressure(ctx: RunContext) -> Any:
-    """The USL back-pressure controller, capped by the KV cache that fits on the accelerator."""
-    section = ctx.config.section("backpressure")
-    if not section["enabled"]:
-        return None
-    from retrain.backpressure import BackpressureController, memory_cap_for_model
-
-    model = getattr(ctx.backend, "model", None)
-    prompt_len = 512  # a conservative prompt length for the memory bound; chunks are whole groups anyway
-    cap = memory_cap_for_model(model, prompt_len, ctx.config.training.max_tokens, section["memory_fraction"]) \
-        if model is not None else None
-    return BackpressureController.from_config(section, memory_cap=cap)
-
-
-def build_credit(ctx: RunContext) -> Any:
-    from retrain.advantages.credit import build_credit as build
-
-    return build(ctx)
-
-
-def build_loggers(ctx: RunContext) -> list[Any]:
-    """[logging] loggers (+ jsonl always, + wandb when wandb_project is set)."""
-    cfg = ctx.config
-    names = list(dict.fromkeys(["jsonl", *cfg.logging.loggers]))
-    if cfg.logging.wandb_project and "wandb" not in names:
-        names.append("wandb")
-    return [ctx.registry.build("logger", n, where=f"{cfg.source} [logging] loggers", ctx=ctx) for n in names]
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -91,65 +46,71 @@ def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7_919) % (2**63 - 1)
 
 
-def render_prompts(ctx: RunContext, tasks: list[Any]) -> list[list[int]]:
-    from retrain.prompts import render_prompts as render
+def sampling_params(t: TrainingConfig, step: int, row_offset: int | None) -> SamplingParams:
+    """The step's sampling: G samples per prompt at [training] temperature / top_p, seeded by (seed, step)."""
+    return SamplingParams(n=t.group_size, max_tokens=t.max_tokens, temperature=t.temperature, top_p=t.top_p,
+                          seed=step_seed(t.seed, step), want_entropy=True, row_offset=row_offset)
 
-    return render(ctx.config, ctx.tokenizer, tasks)
+
+@dataclass
+class Collected:
+    """A step's scored rollouts: what :func:`learn` trains on."""
+
+    rollouts: Rollouts  # [N, T]
+    result: RewardResult  # rewards of the N rows, per-term values, errors, timeouts
+    rewards: torch.Tensor  # [N]
+    episode_metrics: dict[str, float]
+
+
+def collect_rollouts(ctx: RunContext, parts: Parts, step: int, clock: Clock) -> Collected:
+    """Sample B tasks, generate G completions each (this process's share), score all N rows."""
+    import torch
+
+    t = ctx.config.training
+    tasks = parts.environment.sample(t.batch_size)  # B tasks
+    mine = parts.shards.share(tasks)  # B/W tasks (all B in one process)
+    with clock("generate"):
+        params = sampling_params(t, step, parts.shards.row_offset(len(tasks)))
+        prompt_ids, gen = parts.episodes.run(mine, params)  # B/W prompts, N/W rows
+        prompt_ids, gen = parts.shards.gather_generation(prompt_ids, gen)  # every process's rows, global order
+    check_policy_version(gen.policy_version, parts.backend.version)
+    rollouts = Rollouts.from_generation(tasks, prompt_ids, gen, t.group_size)  # [N, T] tensors
+    with clock("reward"):
+        result = parts.shards.score(parts.reward, rollouts)
+        rewards = torch.tensor(result.rewards, dtype=torch.float32)  # [N]
+    return Collected(rollouts, result, rewards, parts.episodes.metrics())
+
+
+def learn(ctx: RunContext, parts: Parts, step: int, batch: Collected, clock: Clock) -> dict[str, float]:
+    """Credit, one optimizer step on this process's rows, new weights to the engine; returns the metrics."""
+    token_adv, credit_metrics = parts.credit.compute(batch.rewards, batch.rollouts, step)  # [N, T]
+    with clock("train"):
+        shares = optional(parts.engine, Engine, "shares_weights")  # same weights: no importance correction
+        mine = parts.shards.rows(batch.rollouts, token_adv)  # this process's rows: [N/W, T] x2
+        train_metrics = parts.backend.train_step(*mine, importance_correction=not shares)
+        train_metrics.update(check_update(ctx, step, batch.rollouts, train_metrics))  # non-finite: skip, bounded
+    with clock("sync"):
+        parts.engine.sync(parts.backend, parts.backend.version)
+        train_metrics.update(check_sync(ctx, parts.engine, parts.backend, step, batch.rollouts.prompt_ids,
+                                        processes=parts.shards.processes))  # engine vs trainer logprobs
+    return {**credit_metrics, **train_metrics}
 
 
 def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """One RL step: sample, generate, score, assign credit, update, sync. Returns (metrics, samples)."""
-    import torch
-
-    t = ctx.config.training
     clock = Clock()
+    batch = collect_rollouts(ctx, parts, step, clock)
+    learned = learn(ctx, parts, step, batch, clock)
+    metrics = {**rollout_metrics(batch.rollouts, batch.rewards, batch.result), **batch.episode_metrics,
+               **learned, **clock.metrics(), **throughput(batch.rollouts, clock)}
+    return metrics, sample_rows(step, batch.rollouts, batch.rewards)
 
-    tasks = parts.environment.sample(t.batch_size)  # B tasks
-    dist = ctx.extras.get("dist")  # torchrun runs: retrain.distributed.step.StepShards (whole groups per rank)
-    my_tasks = dist.share(tasks) if dist else tasks  # B/W tasks
 
-    with clock("generate"):
-        params = SamplingParams(n=t.group_size, max_tokens=t.max_tokens, temperature=t.temperature, top_p=t.top_p,
-                                seed=step_seed(t.seed, step), want_entropy=True,
-                                row_offset=dist.row_offset(len(tasks)) if dist else None)
-        if hasattr(parts.environment, "rollout"):  # the environment runs its own episodes (retrain-verifiers)
-            prompt_ids, gen = parts.environment.rollout(parts.engine, ctx.tokenizer, my_tasks, params)  # N, N rows
-        else:
-            prompt_ids = render_prompts(ctx, my_tasks)  # B prompts
-            if parts.backpressure is not None:  # chunks of whole groups sized from the USL fit
-                from retrain.backpressure import generate_with_backpressure
-
-                gen = generate_with_backpressure(parts.engine, prompt_ids, params, parts.backpressure)  # N rows
-            else:
-                gen = parts.engine.generate(prompt_ids, params)  # N rows
-        if dist:
-            prompt_ids, gen = dist.gather_generation(prompt_ids, gen)  # every rank's rows, global order
-    if gen.policy_version != parts.backend.version:
-        raise RetrainError(f"engine sampled from policy version {gen.policy_version}, the trainer is at "
-                           f"{parts.backend.version}: weight sync failed (stale weights would train off-policy).")
-    rollouts = Rollouts.from_generation(tasks, prompt_ids, gen, t.group_size)  # [N, T] tensors
-
-    with clock("reward"):
-        result = dist.score(parts.reward, rollouts) if dist else parts.reward.score(rollouts.texts, rollouts.references)
-        rewards = torch.tensor(result.rewards, dtype=torch.float32)  # [N]
-
-    token_adv, credit_metrics = parts.credit.compute(rewards, rollouts, step)  # [N, T]
-
-    with clock("train"):
-        shares = bool(getattr(parts.engine, "shares_weights", False))
-        mine = dist.rows(rollouts, token_adv) if dist else (rollouts, token_adv)  # this rank's rows
-        train_metrics = parts.backend.train_step(*mine, importance_correction=not shares)
-        train_metrics.update(check_update(ctx, step, rollouts, train_metrics))  # non-finite: skip, bounded
-
-    with clock("sync"):
-        parts.engine.sync(parts.backend, parts.backend.version)
-        train_metrics.update(check_sync(ctx, parts.engine, parts.backend, step, rollouts.prompt_ids))
-
-    metrics = {**rollout_metrics(rollouts, rewards, result), **getattr(parts.environment, "rollout_metrics", dict)(),
-               **credit_metrics, **train_metrics,
-               **clock.metrics(), **throughput(rollouts, clock),
-               **(parts.backpressure.metrics() if parts.backpressure is not None else {})}
-    return metrics, sample_rows(step, rollouts, rewards)
+def check_policy_version(sampled: int, trained: int) -> None:
+    """The engine must sample from the weights the trainer holds (on-policy), else training is silently off-policy."""
+    if sampled != trained:
+        raise RetrainError(f"engine sampled from policy version {sampled}, the trainer is at "
+                           f"{trained}: weight sync failed (stale weights would train off-policy).")
 
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -223,10 +184,11 @@ def sample_rows(step: int, rollouts: Rollouts, rewards: Any, limit: int = 8) -> 
 
 # -- the outer loop ------------------------------------------------------------------------------------
 def run(ctx: RunContext, parts: Parts, start_step: int, *, should_stop: Callable[[], bool],
-        save: Callable[[int], None], write_samples: Callable[[list[dict[str, Any]]], None]) -> int:
+        save: Callable[[int], None], write_samples: Callable[[list[dict[str, Any]]], None]) -> tuple[int, str]:
     """Steps start_step+1 .. max_steps; evaluation per [eval]; checkpoints per save_every.
 
-    Returns the last completed step. Stops early (after saving) when ``should_stop()`` turns true.
+    Returns (last completed step, status): "completed", or "interrupted" when ``should_stop()``
+    turned true (Ctrl-C); then the last step is saved.
     """
     cfg = ctx.config
     t, ev = cfg.training, cfg.eval
@@ -235,9 +197,10 @@ def run(ctx: RunContext, parts: Parts, start_step: int, *, should_stop: Callable
         start_eval = evaluate(ctx, parts, 0)
         if start_eval:
             log(parts, 0, start_eval)
-    step = start_step
+    step, status = start_step, "completed"
     while step < t.max_steps:
         if should_stop():
+            status = "interrupted"
             break
         step += 1
         metrics, samples = train_step(ctx, parts, step)
@@ -251,18 +214,16 @@ def run(ctx: RunContext, parts: Parts, start_step: int, *, should_stop: Callable
             last_saved = step
     if step != last_saved:  # interrupted between scheduled saves
         save(step)
-    return step
+    return step, status
 
 
 def evaluate(ctx: RunContext, parts: Parts, step: int) -> dict[str, float]:
-    """Held-out evaluation through ``retrain.evaluation.run_eval`` when that module is installed."""
-    if ctx.extras.get("dist") is not None and not ctx.extras["dist"].is_main:
-        return {}  # torchrun runs: rank 0 evaluates with its full replica; its rows are the logged ones
-    try:
-        from retrain.evaluation import run_eval
-    except ImportError:
+    """Held-out evaluation (``retrain.evaluation``) by the main process, with its full replica; others log nothing."""
+    from retrain.evaluation import run_eval
+
+    if not parts.shards.is_main:
         return {}
-    return dict(run_eval(ctx, parts.engine, parts.environment, parts.reward, step) or {})
+    return run_eval(ctx, parts, step)
 
 
 def log(parts: Parts, step: int, metrics: dict[str, float]) -> None:

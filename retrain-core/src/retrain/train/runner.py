@@ -1,10 +1,13 @@
 """``train(cfg, registry, config_path, resume)``: one run from config to run directory.
 
 Order: pick the run directory (fresh, or the resumed checkpoint's), seed every RNG, build the
-components, restore the checkpoint (weights, optimizer, scheduler, RNG, data cursor, credit
-state), drop metrics rows beyond it, then loop. Ctrl-C (SIGINT) or SIGTERM (what schedulers send
-before killing a job) finishes the current step, saves a checkpoint and returns normally (exit 0);
-a second signal aborts at once.
+components (``retrain.train.parts``), restore the checkpoint (weights, optimizer, scheduler, RNG,
+data cursor, credit state), drop metrics rows beyond it, then loop. Ctrl-C (SIGINT) or SIGTERM
+(what schedulers send before killing a job) finishes the current step, saves a checkpoint and
+returns normally (exit 0); a second signal aborts at once.
+
+What differs under torchrun is one object, :class:`OneProcessRun` here and
+``retrain.distributed.run.DistributedRun`` there (run directory, sharding, agreement, saving).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrain.train import checkpoint, loop, rundir
+from retrain.train.parts import Parts, build_loggers, build_parts, close_parts
 from retrain.types import RunContext
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from retrain.config import Config
+    from retrain.distributed.run import DistributedRun
     from retrain.plugins import Registry
 
 
@@ -66,19 +71,40 @@ def interrupt_flag() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+class OneProcessRun:
+    """What :func:`train` does in one process; ``retrain.distributed.run.DistributedRun`` is the torchrun one."""
+
+    is_main = True
+
+    def resolve_run(self, cfg: Config, config_path: Path | None, resume: str | None) -> tuple[Path, Path | None]:
+        return rundir.resolve_run(cfg, config_path, resume)
+
+    def shard(self, ctx: RunContext, parts: Parts) -> None:
+        """Nothing to shard: ``parts.shards`` stays the one-process plan."""
+
+    def agree(self, flag: Callable[[], bool]) -> Callable[[], bool]:
+        return flag
+
+    def save(self, run_dir: Path, step: int, parts: Parts, keep: int) -> Path:
+        extra = {"backpressure": parts.backpressure.state_dict()} if parts.backpressure is not None else {}
+        return checkpoint.save_checkpoint(run_dir, step, backend=parts.backend, environment=parts.environment,
+                                          credit=parts.credit, extra=extra, keep=keep)
+
+    def close(self) -> None:
+        """Nothing to leave."""
+
+
 def train(cfg: Config, registry: Registry, config_path: Path | None = None, resume: str | None = None) -> Path:
     """Train per ``cfg``; returns the run directory. ``resume``: None, "latest", or a path."""
     from retrain.distributed.run import start_distributed
 
-    dist = start_distributed(cfg)  # under torchrun: this process's rank (None: one process)
-    resolve = dist.resolve_run if dist else rundir.resolve_run
-    run_dir, ckpt = resolve(cfg, Path(config_path) if config_path else None, resume)
+    run: OneProcessRun | DistributedRun = start_distributed(cfg) or OneProcessRun()  # torchrun: this rank's
+    run_dir, ckpt = run.resolve_run(cfg, Path(config_path) if config_path else None, resume)
     seed_everything(cfg.training.seed)
     ctx = RunContext(config=cfg, registry=registry, config_path=Path(config_path) if config_path else None,
                      run_dir=run_dir)
-    parts = loop.build_parts(ctx)
-    if dist:
-        dist.shard(ctx, parts)  # FSDP2 over the ranks + per-rank step hooks (retrain.distributed)
+    parts = build_parts(ctx)
+    run.shard(ctx, parts)  # torchrun: FSDP2 over the ranks + this rank's shard plan (retrain.distributed)
     start_step = 0
     if ckpt is not None:
         state = checkpoint.load_checkpoint(ckpt, backend=parts.backend, environment=parts.environment,
@@ -88,37 +114,29 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
             parts.backpressure.load_state_dict(state["extra"]["backpressure"])
         parts.engine.sync(parts.backend, parts.backend.version)
         print(f"resumed from {ckpt} (step {start_step})", file=sys.stderr)
-    main = dist is None or dist.is_main  # only rank 0 writes the run directory
-    if main:
+    if run.is_main:  # only rank 0 writes the run directory
         rundir.prepare(run_dir, cfg, registry, start_step)
-        parts.loggers = loop.build_loggers(ctx)
+        parts.loggers = build_loggers(ctx)
         print(f"run directory: {run_dir}", file=sys.stderr)
 
     def save(step: int) -> None:
-        if dist:
-            return dist.save(run_dir, step, parts, cfg.training.keep_checkpoints)
-        extra = {"backpressure": parts.backpressure.state_dict()} if parts.backpressure is not None else {}
-        checkpoint.save_checkpoint(run_dir, step, backend=parts.backend, environment=parts.environment,
-                                   credit=parts.credit, extra=extra, keep=cfg.training.keep_checkpoints)
+        run.save(run_dir, step, parts, cfg.training.keep_checkpoints)
+
+    def write_samples(rows: list[dict[str, Any]]) -> None:
+        if run.is_main:
+            rundir.append_jsonl(run_dir / rundir.SAMPLES, rows)
 
     try:
         with interrupt_flag() as stop:
-            should_stop = dist.agree(stop.is_set) if dist else stop.is_set  # torchrun: every rank stops together
-            last = loop.run(ctx, parts, start_step, should_stop=should_stop, save=save,
-                            write_samples=lambda rows: main and rundir.append_jsonl(run_dir / rundir.SAMPLES, rows))
-            if stop.is_set():
-                print(f"interrupted after step {last}: checkpoint saved in {run_dir / 'checkpoints'}; "
-                      f"continue with --resume latest", file=sys.stderr)
+            last, status = loop.run(ctx, parts, start_step, should_stop=run.agree(stop.is_set), save=save,
+                                    write_samples=write_samples)  # torchrun: every rank stops together
+            if status != "completed" or stop.is_set():  # a signal during the last step still says so
+                print(f"{'interrupted' if stop.is_set() else status} after step {last}: checkpoint saved in "
+                      f"{run_dir / 'checkpoints'}; continue with --resume latest", file=sys.stderr)
     finally:
-        for logger in parts.loggers:
-            logger.close()
-        for component in (parts.engine, parts.reward, parts.environment):
-            close = getattr(component, "close", None)
-            if callable(close):
-                close()
-        if dist:
-            dist.close()
-    if main:  # the run's headline: held-out accuracy before -> after (retrain.train.summary)
+        close_parts(parts)
+        run.close()
+    if run.is_main:  # the run's headline: held-out accuracy before -> after (retrain.train.summary)
         from retrain.train.summary import accuracy_line
 
         line = accuracy_line(run_dir)

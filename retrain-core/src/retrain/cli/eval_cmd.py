@@ -1,8 +1,9 @@
 """``retrain eval RUN.toml [--checkpoint latest|PATH]``: held-out evaluation without training.
 
-Builds the run's backend, engine, environment and reward exactly as training does (same prompt,
-same reward, same held-out tasks), optionally loads a checkpoint's weights, runs
-:func:`retrain.evaluation.run_eval` and prints the metrics. The report goes to ``--out`` or, for
+Builds the run's parts exactly as training does (``retrain.train.parts.build_parts``: the same
+backend, engine, ``[data] source`` or ``[environment] provider``, and the same reward — the
+environment's own when it has one — so the same prompt and held-out tasks), optionally loads a
+checkpoint's weights, runs :func:`retrain.evaluation.run_eval` and prints the metrics. The report goes to ``--out`` or, for
 a checkpoint, ``<run dir>/eval/cli_step_<N>.json``; for the base model,
 ``<log_dir>/<run name>-eval/eval/step_0.json``.
 """
@@ -19,10 +20,10 @@ def evaluate_config(config: Path, overrides: dict[str, Any], checkpoint: str | N
                     out: Path | None = None) -> tuple[dict[str, float], Path]:
     """(metrics, report path) for the run described by ``config`` (+ ``overrides``), at ``checkpoint``."""
     from retrain.evaluation import run_eval
-    from retrain.rewards import build_reward
     from retrain.run_config import load_run_config
     from retrain.train import checkpoint as ckpt_io
     from retrain.train import rundir
+    from retrain.train.parts import build_parts, close_parts
     from retrain.train.runner import seed_everything
     from retrain.types import RunContext
 
@@ -33,24 +34,16 @@ def evaluate_config(config: Path, overrides: dict[str, Any], checkpoint: str | N
     else:
         run_dir, ckpt = Path(cfg.logging.log_dir) / f"{rundir.run_name(cfg, config)}-eval", None
     ctx = RunContext(config=cfg, registry=registry, config_path=config, run_dir=run_dir)
-    src = cfg.source
-    backend = registry.build("backend", cfg.backend.backend, where=f"{src} [backend] backend", ctx=ctx)
-    ctx.backend, ctx.tokenizer = backend, backend.tokenizer
-    step = 0
-    if ckpt is not None:
-        step = int(ckpt_io.load_checkpoint(ckpt, backend=backend, environment=None, credit=None)["step"])
-    engine = registry.build("engine", cfg.inference.engine, where=f"{src} [inference] engine", ctx=ctx)
-    environment = registry.build("environment", cfg.data.source, where=f"{src} [data] source", ctx=ctx)
-    reward = build_reward(ctx)
-    report = out or (run_dir / "eval" / (f"cli_step_{step}.json" if ckpt is not None else "step_0.json"))
+    parts = build_parts(ctx)
     try:
-        engine.sync(backend, backend.version)
-        metrics = run_eval(ctx, engine, environment, reward, step, report_path=report)
+        step = 0
+        if ckpt is not None:  # the weights only: data cursor and credit state do not matter for held-out tasks
+            step = int(ckpt_io.load_checkpoint(ckpt, backend=parts.backend, environment=None, credit=None)["step"])
+        report = out or (run_dir / "eval" / (f"cli_step_{step}.json" if ckpt is not None else "step_0.json"))
+        parts.engine.sync(parts.backend, parts.backend.version)
+        metrics = run_eval(ctx, parts, step, report_path=report)
     finally:
-        for component in (engine, reward):
-            close = getattr(component, "close", None)
-            if callable(close):
-                close()
+        close_parts(parts)
     return metrics, report
 
 
