@@ -3,7 +3,10 @@ cannot express, a missing key, an unreachable service, a rejected key, a stale s
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 
 import pytest
 import torch
@@ -19,7 +22,7 @@ from retrain.train.loop import build_parts, render_prompts  # noqa: E402
 from retrain.types import Rollouts, RunContext, SamplingParams  # noqa: E402
 from retrain_tinker.connection import TinkerServiceError  # noqa: E402
 from retrain_tinker.standin.server import Service, serve  # noqa: E402
-from tinker_helpers import KEY, run_config, run_retrain  # noqa: E402
+from tinker_helpers import KEY, run_config, run_retrain, start_standin  # noqa: E402
 
 
 def parts_for(tmp_path, tiny_model, url):
@@ -130,3 +133,26 @@ def test_without_the_plugin_the_names_say_what_to_install():
         with pytest.raises(Exception, match=r'= "tinker": no such .* \(provided by retrain-tinker: pip install '
                                             r"retrain-tinker\)"):
             registry.get(kind, "tinker", where=f"run.toml [{kind}]")
+
+
+def test_a_service_that_dies_mid_run_is_reported_in_seconds(tiny_model, tmp_path, tinker_key, monkeypatch):
+    from retrain_tinker import connection
+
+    monkeypatch.setattr(connection, "PROBE_S", 0.5)  # the health probe while waiting (15 s in a run)
+    proc, url = start_standin(tiny_model, tmp_path / "state")
+    try:
+        parts = parts_for(tmp_path, tiny_model, url)
+        tasks = parts.environment.sample(2)
+        ctx = RunContext(config=parts.backend.cfg, registry=None, tokenizer=parts.backend.tokenizer)
+        prompts = render_prompts(ctx, tasks)
+        gen = parts.engine.generate(prompts, SamplingParams(n=4, max_tokens=4))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the service dies: the SDK alone would retry for minutes
+        proc.wait(timeout=30)
+    rollouts = Rollouts.from_generation(tasks, prompts, gen, 4)
+    started = time.monotonic()
+    with pytest.raises(TinkerServiceError, match=r"^tinker: cannot reach the service at http://127.0.0.1:\d+ during "
+                       r"training step 1 \(ConnectError: .*\)\. .* Checkpoints already written are intact: "
+                       r"--resume continues\.$"):
+        parts.backend.train_step(rollouts, torch.ones_like(rollouts.mask))
+    assert time.monotonic() - started < 15

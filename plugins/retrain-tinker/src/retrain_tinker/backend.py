@@ -60,7 +60,7 @@ class TinkerBackend:
 
     config_section = "tinker"
 
-    def __init__(self, *, base_model: str, lora_rank: int, base_url: str, api_key_env: str,
+    def __init__(self, *, base_model: str, lora_rank: int, base_url: str, api_key_env: str, timeout: float,
                  ctx: RunContext | None) -> None:
         if ctx is None:
             raise ConfigError("the tinker backend needs a run context (build it with registry.build(..., ctx=ctx)).")
@@ -71,15 +71,14 @@ class TinkerBackend:
             raise ConfigError(f"{where} lora_rank = {lora_rank}: the service trains LoRA adapters; use a rank >= 1.")
         check_config(ctx)
         self.cfg = ctx.config
-        self.base_model, self.lora_rank, self.api_key_env = base_model, lora_rank, api_key_env
-        self.service, self.url = connection.connect(base_url, api_key_env, where)
+        if timeout <= 0:
+            raise ConfigError(f"{where} timeout = {timeout:g}: must be a positive number of seconds.")
+        self.base_model, self.lora_rank = base_model, lora_rank
+        self.service, self.link = connection.connect(base_url, api_key_env, timeout, where)
         self.tokenizer = self._tokenizer()
         ctx.tokenizer = self.tokenizer
         self.version = 0
         self.training: Any = None  # tinker.TrainingClient, created on first use
-
-    def _call(self, what: str, fn: Any) -> Any:
-        return connection.call(what, self.url, self.api_key_env, fn)
 
     def _tokenizer(self) -> Any:
         from transformers import AutoTokenizer
@@ -96,9 +95,9 @@ class TinkerBackend:
     def training_client(self) -> Any:
         """The service's training client (a fresh LoRA adapter on first use)."""
         if self.training is None:
-            self.training = self._call(f"create a LoRA training client on {self.base_model}", lambda: (
+            self.training = self.link.call(f"create a LoRA training client on {self.base_model}", lambda: (
                 self.service.create_lora_training_client(base_model=self.base_model, rank=self.lora_rank,
-                                                         seed=self.cfg.training.seed).result()))
+                                                         seed=self.cfg.training.seed)))
         return self.training
 
     # -- one optimizer step ---------------------------------------------------------------------------
@@ -128,10 +127,11 @@ class TinkerBackend:
         lr = self.learning_rate()
         adam = tinker.AdamParams(learning_rate=lr, weight_decay=t.weight_decay, grad_clip_norm=t.max_grad_norm,
                                  **TORCH_ADAM)
-        with connection.service_errors(f"training step {step}", self.url, self.api_key_env):
+        what = f"training step {step}"
+        with self.link.errors(what):  # both submitted before waiting: the service pipelines them
             fb_future = client.forward_backward(batch.datums, LOSS_FN, loss_config(a.tis_cap))
             optim_future = client.optim_step(adam)
-            fb, optim = fb_future.result(), optim_future.result()
+        fb, optim = self.link.wait(fb_future, what), self.link.wait(optim_future, what)
         mask = rollouts.mask.float()  # [N, T]
         engine_lp = rollouts.logprobs.float()  # [N, T]
         lp = trainer_logprobs(batch, fb.loss_fn_outputs, tuple(mask.shape))  # [N, T]
@@ -170,20 +170,20 @@ class TinkerBackend:
     def sampling_client(self) -> Any:
         """A sampling client on a snapshot of the current weights (``self.version``)."""
         client = self.training_client()
-        return self._call(f"snapshot the weights of version {self.version} for sampling",
-                          lambda: client.save_weights_and_get_sampling_client().result())
+        return self.link.call(f"snapshot the weights of version {self.version} for sampling",
+                              client.save_weights_and_get_sampling_client)
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path) -> None:
         """``save_state`` on the service (weights + optimizer); the tinker:// path goes in ``path/tinker.json``."""
         client = self.training_client()
         name = f"retrain-v{self.version}"
-        saved = self._call(f"save_state {name}", lambda: client.save_state(name, overwrite=True).result())
+        saved = self.link.call(f"save_state {name}", lambda: client.save_state(name, overwrite=True))
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / STATE_FILE).write_text(json.dumps({
             "state_path": saved.path, "version": self.version, "base_model": self.base_model,
-            "lora_rank": self.lora_rank, "model_id": client.model_id, "base_url": self.url}, indent=1) + "\n")
+            "lora_rank": self.lora_rank, "model_id": client.model_id, "base_url": self.link.url}, indent=1) + "\n")
 
     def load_checkpoint(self, path: str | Path) -> None:
         """A new training client from the saved state, with its optimizer; version restored."""
@@ -195,6 +195,6 @@ class TinkerBackend:
         if state["base_model"] != self.base_model or int(state["lora_rank"]) != self.lora_rank:
             raise ConfigError(f"{path}: saved for base_model {state['base_model']!r} rank {state['lora_rank']}, "
                               f"the config has [tinker] base_model {self.base_model!r} rank {self.lora_rank}.")
-        self.training = self._call(f"load_state {state['state_path']}", lambda: (
-            self.service.create_training_client_from_state_with_optimizer(state["state_path"]).result()))
+        self.training = self.link.call(f"load_state {state['state_path']}", lambda: (
+            self.service.create_training_client_from_state_with_optimizer(state["state_path"])))
         self.version = int(state["version"])

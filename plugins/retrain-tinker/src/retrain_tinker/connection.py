@@ -2,21 +2,21 @@
 
 The SDK retries unreachable services for minutes and raises its own exception types; a run
 should instead stop at once with what failed, where, and what to do. ``connect`` checks the key
-and the URL before the SDK starts its session; ``service_call`` wraps every SDK call so that
+and the URL before the SDK starts its session; a :class:`Link` wraps every SDK call so that
 auth, billing/quota, network and refused-request failures become :class:`TinkerServiceError`
-lines (the CLI prints a ``RetrainError`` as one line, exit code 2).
+lines (the CLI prints a ``RetrainError`` as one line, exit code 2), and waits for results while
+probing that the service is still there.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from retrain.errors import ConfigError, RetrainError
-
-T = TypeVar("T")
 
 STANDIN_HINT = "for offline work run the local stand-in: retrain tinker serve --model DIR"
 
@@ -44,15 +44,17 @@ def resolve_url(base_url: str) -> str:
     return resolve_base_url(base_url or None)
 
 
-def check_reachable(url: str, timeout: float = 10.0) -> None:
+def check_reachable(url: str, what: str = "", timeout: float = 10.0) -> None:
     """Fail in seconds on a wrong URL or a dead network (the SDK would retry for minutes)."""
     import httpx
 
     try:
         httpx.get(f"{url}/api/v1/healthz", timeout=timeout)  # any HTTP answer means reachable
     except httpx.HTTPError as e:
-        raise TinkerServiceError(f"tinker: cannot reach the service at {url} ({type(e).__name__}: {e}). "
+        during = f" during {what}" if what else ""
+        raise TinkerServiceError(f"tinker: cannot reach the service at {url}{during} ({type(e).__name__}: {e}). "
                                  f"Check [tinker] base_url or TINKER_BASE_URL and the network; {STANDIN_HINT}."
+                                 + (" Checkpoints already written are intact: --resume continues." if what else "")
                                  ) from e
 
 
@@ -88,30 +90,55 @@ def _detail(e: BaseException) -> str:
     return str(getattr(e, "message", e)).splitlines()[0]
 
 
-@contextmanager
-def service_errors(what: str, url: str, api_key_env: str) -> Iterator[None]:
-    """Re-raise SDK failures inside the block as one-line :class:`TinkerServiceError`s."""
-    try:
-        yield
-    except RetrainError:
-        raise
-    except Exception as e:
-        line = describe(e, what, url, api_key_env)
-        if line is None:
+#: While waiting for a result, probe the service this often: a dead service is reported at once,
+#: not after the SDK's own retries (minutes for a request, unbounded for a result).
+PROBE_S = 15.0
+
+
+class Link:
+    """Where the service is and how long to wait for it; SDK failures in its blocks become one line."""
+
+    def __init__(self, url: str, api_key_env: str, timeout: float) -> None:
+        self.url, self.api_key_env, self.timeout = url, api_key_env, timeout
+
+    @contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Re-raise SDK failures inside the block as one-line :class:`TinkerServiceError`s."""
+        try:
+            yield
+        except RetrainError:
             raise
-        raise TinkerServiceError(line) from e
+        except Exception as e:
+            line = describe(e, what, self.url, self.api_key_env)
+            if line is None:
+                raise
+            raise TinkerServiceError(line) from e
+
+    def wait(self, future: Any, what: str) -> Any:
+        """``future.result()``, checking every PROBE_S that the service still answers, at most ``timeout`` s."""
+        deadline = time.monotonic() + self.timeout
+        with self.errors(what):
+            while True:
+                try:
+                    return future.result(timeout=max(0.1, min(PROBE_S, deadline - time.monotonic())))
+                except TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise TinkerServiceError(f"tinker: {what}: no answer from {self.url} within "
+                                                 f"{self.timeout:g} s ([tinker] timeout).") from None
+                    check_reachable(self.url, what)
+
+    def call(self, what: str, submit: Callable[[], Any]) -> Any:
+        """Submit an SDK operation and wait for its result."""
+        with self.errors(what):
+            future = submit()
+        return self.wait(future, what)
 
 
-def call(what: str, url: str, api_key_env: str, fn: Callable[[], T]) -> T:
-    with service_errors(what, url, api_key_env):
-        return fn()
-
-
-def connect(base_url: str, api_key_env: str, where: str) -> tuple[Any, str]:
-    """A ``tinker.ServiceClient`` on a reachable service, and the URL it uses."""
+def connect(base_url: str, api_key_env: str, timeout: float, where: str) -> tuple[Any, Link]:
+    """A ``tinker.ServiceClient`` on a reachable service, and the :class:`Link` to wait on it."""
     key = api_key(api_key_env, where)
     url = resolve_url(base_url)
     check_reachable(url)
     import tinker
 
-    return tinker.ServiceClient(base_url=url, api_key=key), url
+    return tinker.ServiceClient(base_url=url, api_key=key), Link(url, api_key_env, timeout)

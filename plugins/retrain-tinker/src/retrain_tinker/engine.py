@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from retrain.engines.openai_flavours import StaleWeightsError
 from retrain.errors import ConfigError, RetrainError
 from retrain.types import Generation, SamplingParams
-from retrain_tinker import connection
 
 if TYPE_CHECKING:
     from retrain.types import RunContext
@@ -66,14 +65,14 @@ class TinkerEngine:
             raise ConfigError("the tinker engine cannot force a minimum completion length (min_tokens).")
         first = params.row_offset or 0
         seeds = [(params.seed * 100_003 + (first + i) * params.n) % 2**31 for i in range(len(prompt_ids))]
-        b = self.backend
-        with connection.service_errors(f"sample from version {self.version}", b.url, b.api_key_env):
+        link, what = self.backend.link, f"sample from version {self.version}"
+        with link.errors(what):  # every prompt in flight before the first wait
             futures = [self.sampler.sample(
                 prompt=tinker.ModelInput.from_ints([int(x) for x in prompt]), num_samples=params.n,
                 sampling_params=tinker.SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature,
                                                       top_p=params.top_p, seed=seed))
                 for prompt, seed in zip(prompt_ids, seeds)]
-            responses = [f.result() for f in futures]
+        responses = [link.wait(f, what) for f in futures]
         ids, logprobs, reasons = [], [], []
         for response in responses:
             if len(response.sequences) != params.n:
@@ -86,7 +85,7 @@ class TinkerEngine:
                 ids.append([int(x) for x in seq.tokens])
                 logprobs.append([float(x) for x in seq.logprobs])
                 reasons.append("length" if seq.stop_reason == "length" else "stop")
-        texts = b.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        texts = self.backend.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return Generation(completion_ids=ids, logprobs=logprobs, finish_reasons=reasons, texts=texts,
                           policy_version=self.version)
 
