@@ -174,3 +174,18 @@ def test_a_hub_id_is_read_from_the_hub_cache_offline(tmp_path):
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["6", "2", "True"]
+
+
+def test_hf_keys_under_another_built_in_source_are_refused_not_ignored(tmp_path):
+    with pytest.raises(ConfigError, match=r'^<config>: \[data\] preset = "gsm8k" is read only by source = "hf", but '
+                                          r'\[data\] source = "synthetic": set source = "hf", or remove preset\.$'):
+        config_from_dict({"data": {"preset": "gsm8k"}})
+    with pytest.raises(ConfigError, match=r'\[data\] filters = \{level = \["Level 5"\]\} is read only by source = "hf"'):
+        config_from_dict({"data": {"source": "math", "filters": {"level": ["Level 5"]}}})
+    config_from_dict({"data": {"source": "my_envs.Custom", "split": "dev"}})  # a custom source may read them
+    # a --set checked alone does not know the file's source: the file decides
+    from retrain.config import load_config
+
+    path = tmp_path / "run.toml"
+    path.write_text('[data]\nsource = "hf"\npreset = "gsm8k"\n')
+    assert load_config(path, {"data.preset": "math500"}).data.preset == "math500"

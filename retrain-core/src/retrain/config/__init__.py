@@ -87,7 +87,7 @@ def _redact(data: dict[str, Any]) -> dict[str, Any]:
 
 def config_from_dict(data: dict[str, Any], source: str = "<config>",
                      plugin_sections: set[str] | None = None,
-                     section_hints: dict[str, str] | None = None) -> Config:
+                     section_hints: dict[str, str] | None = None, across_keys: bool = True) -> Config:
     """Validate a TOML-shaped dict.
 
     ``plugin_sections`` (when known, from ``Registry.plugin_sections()``) are the non-core
@@ -131,7 +131,10 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>",
             kwargs[attr] = coerced
         built[name] = cls(**kwargs)
     cfg = Config(**built, plugin_sections=extra, source=source)
-    _check_values(cfg)
+    if across_keys:
+        _check_values(cfg)
+    else:  # one --set checked alone: the other keys are not known there, only its own value is checked
+        check_devices(cfg.backend.devices, f"{source}: [backend] devices")
     return cfg
 
 
@@ -165,10 +168,31 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError(f"{src}: [training] group_size = 1: advantage_mode {cfg.algorithm.advantage_mode} compares "
                           "the samples of one prompt, so with 1 every advantage is 0 and nothing trains; "
                           "use group_size >= 2.")
+    _check_hf_keys(cfg)
     bp = cfg.backpressure
     if bp.min_batch > bp.max_batch:
         raise ConfigError(f"{src}: [backpressure] min_batch = {bp.min_batch} is above max_batch = {bp.max_batch}.")
     check_devices(cfg.backend.devices, f"{src}: [backend] devices")
+
+
+#: [data] keys that only source = "hf" reads, and the built-in sources that would ignore them.
+HF_ONLY_KEYS = ("preset", "split", "test_split", "prompt_field", "answer_field", "answer_extract", "answer_regex",
+                "filters")
+IGNORING_HF_KEYS = ("synthetic", "math", "jsonl", "reasoning_gym")
+
+
+def _check_hf_keys(cfg: Config) -> None:
+    """A key of the hf source under another built-in source would be ignored (e.g. preset = "gsm8k"
+    with the default synthetic source would train on synthetic problems): refuse it."""
+    data = cfg.data
+    if data.source not in IGNORING_HF_KEYS or cfg.environment.provider:
+        return
+    defaults = SECTIONS["data"]()
+    for key in HF_ONLY_KEYS:
+        value = getattr(data, key)
+        if value != getattr(defaults, key):
+            raise ConfigError(f'{cfg.source}: [data] {key} = {_show(value)} is read only by source = "hf", but '
+                              f'[data] source = "{data.source}": set source = "hf", or remove {key}.')
 
 
 def check_devices(devices: str, where: str) -> None:
@@ -257,7 +281,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     source = str(path) if path is not None else "<defaults>"
     for dotted, value in (overrides or {}).items():  # check each override alone for a precise message
         config_from_dict(apply_overrides({}, {dotted: value}, source), source=f"--set {dotted}",
-                         plugin_sections=plugin_sections, section_hints=section_hints)
+                         plugin_sections=plugin_sections, section_hints=section_hints, across_keys=False)
     apply_overrides(data, overrides or {}, source)
     return config_from_dict(data, source=source, plugin_sections=plugin_sections, section_hints=section_hints)
 
