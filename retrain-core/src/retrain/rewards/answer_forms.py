@@ -36,6 +36,7 @@ def _strip_wrappers(answer: str) -> str:
     s = s.rsplit("=", 1)[-1]  # "x = 15", "75 \div 5 = 15": the value is what comes last
     if s.startswith("(") and s.endswith(")") and "(" not in s[1:-1] and ")" not in s[1:-1]:
         s = s[1:-1]
+    s = s.removeprefix("\\pm").removeprefix("\\mp")  # \pm 3: notation for two values, not arithmetic
     return _UNIT_RE.sub("", s)
 
 
@@ -75,7 +76,35 @@ def is_number(reference: str) -> bool:
 
 
 def unevaluated(answer: str, reference: str) -> bool:
-    """True when the reference is a number and ``answer`` is an operation on numbers rather than a value."""
-    if not is_number(reference) or is_value(answer):
+    """True when the reference is a number and ``answer`` is an operation on numbers rather than a
+    value; for a list, set or tuple of numbers, when any element of the answer is."""
+    if not is_number(reference):
+        ref_items, answer_items = elements(reference), elements(answer)
+        if len(ref_items) < 2 or len(answer_items) < 2 or not all(is_number(item) for item in ref_items):
+            return False  # not a list of numbers, or an answer in another form (x \in [1, 3)): equivalence decides
+        return any(unevaluated(item, "0") for item in answer_items)
+    if is_value(answer):
         return False
     return _OPERATION_RE.search(_strip_wrappers(answer).lstrip("-+")) is not None
+
+
+_OPEN, _CLOSE = "([{", ")]}"
+_BRACKETS_RE = re.compile(r"^(?:\\left)?\s*(?:\\\{|[(\[])(.*?)(?:\\right)?\s*(?:\\\}|[)\]])$", re.DOTALL)
+
+
+def elements(text: str) -> list[str]:
+    """The top-level comma-separated items of ``3, -1``, ``\\{1, 2\\}`` or ``\\left( 1, 2 \\right)``."""
+    s = text.strip().strip("$ ")
+    m = _BRACKETS_RE.match(s)
+    body = m.group(1) if m else s
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(body):
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        elif c == "," and depth == 0 and not (i > 0 and body[i - 1] == "{" and body[i + 1:i + 2] == "}"):
+            items.append(body[start:i])
+            start = i + 1
+    items.append(body[start:])
+    return [item.strip() for item in items if item.strip()]
