@@ -175,6 +175,10 @@ RUN_ROWS: list[Bad] = [
                                 for i in range(4))}),
     Bad("gpu-on-cpu-host", JSONL + '[backend]\ndevices = "gpu:0"\n', 'devices = "gpu:0": this machine has no CUDA GPU',
         {"tasks.jsonl": GOOD_ROWS}),
+    Bad("two-gpus-on-cpu-host", JSONL + '[backend]\ndevices = "gpu:0,1"\n',
+        'devices = "gpu:0,1": this machine has no CUDA GPU', {"tasks.jsonl": GOOD_ROWS}),  # before torchrun starts
+    Bad("mps-on-linux", JSONL + '[backend]\ndevices = "mps"\n', 'devices = "mps": this machine has no MPS device',
+        {"tasks.jsonl": GOOD_ROWS}),
     Bad("phrases-file-non-utf8", JSONL + '[algorithm]\ntransform_mode = "gtpo_sepa"\n[planning]\nphrases_file = '
         '"{d}/phrases.txt"\n', "not UTF-8 text", {"tasks.jsonl": GOOD_ROWS, "phrases.txt": b"let me \xff\n"}),
 ]
