@@ -189,3 +189,10 @@ def test_hf_keys_under_another_built_in_source_are_refused_not_ignored(tmp_path)
     path = tmp_path / "run.toml"
     path.write_text('[data]\nsource = "hf"\npreset = "gsm8k"\n')
     assert load_config(path, {"data.preset": "math500"}).data.preset == "math500"
+
+
+def test_a_chat_template_setting_under_an_environment_provider_is_refused():
+    with pytest.raises(ConfigError, match=r'\[data\] chat_template_kwargs is not applied with \[environment\] '
+                                          r'provider = "verifiers"'):
+        config_from_dict({"environment": {"provider": "verifiers", "id": "x"},
+                          "data": {"chat_template_kwargs": {"enable_thinking": False}}})

@@ -182,9 +182,15 @@ IGNORING_HF_KEYS = ("synthetic", "math", "jsonl", "reasoning_gym")
 
 
 def _check_hf_keys(cfg: Config) -> None:
-    """A key of the hf source under another built-in source would be ignored (e.g. preset = "gsm8k"
-    with the default synthetic source would train on synthetic problems): refuse it."""
+    """[data] keys that the selected source would ignore are refused: a key of the hf source under
+    another built-in source (preset = "gsm8k" with the default synthetic source would train on
+    synthetic problems), a chat template setting under an [environment] provider."""
     data = cfg.data
+    if cfg.environment.provider and (data.chat_template != "auto" or data.chat_template_kwargs):
+        key = "chat_template" if data.chat_template != "auto" else "chat_template_kwargs"
+        raise ConfigError(f'{cfg.source}: [data] {key} is not applied with [environment] provider = '
+                          f'"{cfg.environment.provider}" (the environment renders its own turns with the tokenizer\'s '
+                          "template); remove it, or train from [data] instead.")
     if data.source not in IGNORING_HF_KEYS or cfg.environment.provider:
         return
     defaults = SECTIONS["data"]()
