@@ -257,3 +257,19 @@ def test_the_http_client_counts_attempts_and_never_retries_a_plain_4xx():
         with pytest.raises(RetrainError, match=r"HTTP 400: bad model"):
             client.post("/v1/completions", {"prompt": [1]})
     assert client.requests == 1 and server.bad_requests == 1
+
+
+def test_the_console_warns_when_any_reward_source_is_failing():
+    import io
+
+    from retrain.loggers.console import ConsoleLogger
+    from retrain.testing.builders import make_ctx
+
+    stream = io.StringIO()
+    logger = ConsoleLogger(make_ctx({"training": {"batch_size": 8, "group_size": 8, "max_steps": 5}}), stream=stream)
+    logger.log(1, {"reward/mean": 0.5, "reward/errors": 2.0, "reward/timeouts": 0.0})  # 2 of 64: below 5%
+    logger.log(2, {"reward/mean": 0.1, "reward/errors": 3.0, "reward/timeouts": 1.0})  # 4 of 64: warn
+    lines = stream.getvalue().splitlines()
+    assert [x for x in lines if x.startswith("warning:")] == [
+        "warning: step 2: 4 of 64 rewards failed and scored 0 (3 errors, 1 timeouts); the reward source is failing "
+        "(its own messages above say why), and those samples teach nothing."]

@@ -189,7 +189,7 @@ def save_run_checkpoint(world: World, run_dir: Path, step: int, *, backend: Any,
     """``checkpoints/step_<step>`` of a sharded run; every rank calls it (see the module doc)."""
     import torch
 
-    from retrain.train.checkpoint import PREFIX, _state_of, list_checkpoints, publish, rng_state, writing_checkpoint
+    from retrain.train.checkpoint import PREFIX, _state_of, prune, publish, rng_state, writing_checkpoint
 
     folder = Path(run_dir) / "checkpoints"
     final, tmp = folder / f"{PREFIX}{step}", folder / f".tmp-{PREFIX}{step}"
@@ -210,7 +210,6 @@ def save_run_checkpoint(world: World, run_dir: Path, step: int, *, backend: Any,
                                                        "world_size": world.size,
                                                        "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
             publish(tmp, final)
-        for old in list_checkpoints(run_dir)[:-max(1, keep)]:
-            shutil.rmtree(old, ignore_errors=True)
+        prune(run_dir, keep)
     world.barrier()
     return final

@@ -33,12 +33,29 @@ def progress_line(step: int, max_steps: int, metrics: dict[str, Any], eta_s: flo
     return " | ".join(parts)
 
 
+#: A step where at least this share of the rewards failed (errors + timeouts) prints a warning line.
+FAILING_REWARD_FRACTION = 0.05
+
+
+def failing_reward_warning(step: int, metrics: dict[str, Any], samples: int) -> str:
+    """One warning line when the reward source failed on a noticeable share of the step, else ''."""
+    errors, timeouts = int(metrics.get("reward/errors", 0) or 0), int(metrics.get("reward/timeouts", 0) or 0)
+    failed = errors + timeouts
+    if not failed or failed < FAILING_REWARD_FRACTION * samples:
+        return ""
+    of = f" of {samples}" if samples else ""
+    return (f"warning: step {step}: {failed}{of} rewards failed and scored 0 ({errors} errors, {timeouts} timeouts); "
+            "the reward source is failing (its own messages above say why), and those samples teach nothing.")
+
+
 class ConsoleLogger:
     """Live progress line (step, reward, accuracy, tok/s, ETA); plain lines when not a terminal."""
 
     def __init__(self, ctx: Any = None, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.max_steps = ctx.config.training.max_steps if ctx is not None else 0
+        # rewards scored per step (N = B * G): the denominator of the failing-reward warning
+        self.samples = ctx.config.training.batch_size * ctx.config.training.group_size if ctx is not None else 0
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._t0: float | None = None
         self._first_step: int | None = None
@@ -63,6 +80,10 @@ class ConsoleLogger:
                 self._open_line = False
         else:
             self.stream.write(line + "\n")
+        warning = failing_reward_warning(step, metrics, self.samples)
+        if warning:
+            self.stream.write(("\n" if self._open_line else "") + warning + "\n")
+            self._open_line = False
         self.stream.flush()
 
     def close(self) -> None:

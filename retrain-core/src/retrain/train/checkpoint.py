@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from retrain.errors import RetrainError
-from retrain.train.files import write_failed
+from retrain.train.files import disk_nearly_full, write_failed
 
 PREFIX = "step_"
 
@@ -148,9 +148,17 @@ def save_checkpoint(run_dir: Path, step: int, *, backend: Any, environment: Any,
         (tmp / "meta.json").write_text(json.dumps({"step": step, "version": state["version"],
                                                    "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
         publish(tmp, final)
-    for old in list_checkpoints(run_dir)[:-max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+    prune(run_dir, keep)
     return final
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Delete all but the last ``keep`` checkpoints; each is renamed away first, so a kill mid-delete
+    leaves a ``.del-step_N`` folder (removed at the next start), never a half checkpoint."""
+    for old in list_checkpoints(run_dir)[:-max(1, keep)]:
+        doomed = old.with_name(f".del-{old.name}")
+        old.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def publish(tmp: Path, final: Path) -> None:
@@ -167,25 +175,29 @@ def publish(tmp: Path, final: Path) -> None:
 
 @contextmanager
 def writing_checkpoint(run_dir: Path, step: int, tmp: Path) -> Iterator[None]:
-    """An OSError (disk full) while writing: remove the partial folder, raise one line, keep the rest."""
+    """A failed write (an OSError, torch/safetensors reporting one, or any error once the disk is
+    nearly full): remove the partial folder, raise one line naming the disk, keep the rest."""
     try:
         yield
-    except (OSError, RuntimeError) as e:
-        if isinstance(e, RuntimeError) and not _is_write_error(e):
+    except Exception as e:
+        full = disk_nearly_full(tmp)
+        if not (isinstance(e, OSError) or full or _is_write_error(e)):
             raise
         shutil.rmtree(tmp, ignore_errors=True)
         previous = list_checkpoints(run_dir)
         kept = (f"The previous checkpoint {previous[-1]} is intact." if previous
                 else "No earlier checkpoint exists.")
-        err = e if isinstance(e, OSError) else OSError(errno.ENOSPC if "space" in str(e).lower() else errno.EIO,
-                                                        str(e).splitlines()[0][:200])
-        raise write_failed(tmp.with_name(f"{PREFIX}{step}"), err, "checkpoint", kept) from None
+        if not isinstance(e, OSError):  # torch/safetensors report a failed write in their own words
+            e = OSError(errno.ENOSPC if full else errno.EIO, str(e).strip().splitlines()[-1][:200])
+        raise write_failed(tmp.with_name(f"{PREFIX}{step}"), e, "checkpoint", kept) from None
 
 
-def _is_write_error(e: RuntimeError) -> bool:
-    """torch.save reports a failed write as RuntimeError (``PytorchStreamWriter failed writing file``)."""
+def _is_write_error(e: Exception) -> bool:
+    """A failed write reported as something else than OSError: torch.save's RuntimeError
+    (``PytorchStreamWriter failed writing file``), safetensors' SafetensorError (``StorageFull``)."""
     text = str(e).lower()
-    return "failed writing" in text or "no space left" in text or "file write failed" in text
+    return any(s in text for s in ("failed writing", "no space left", "file write failed", "storagefull",
+                                   "os error 28", "quota exceeded"))
 
 
 def load_checkpoint(path: Path, *, backend: Any, environment: Any, credit: Any) -> dict[str, Any]:

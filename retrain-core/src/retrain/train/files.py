@@ -34,6 +34,14 @@ def mount_point(path: Path) -> Path:
     return p
 
 
+def disk_nearly_full(path: Path, margin: int = 16 * 2**20) -> bool:
+    """True when the disk holding ``path`` has less than ``margin`` bytes free."""
+    try:
+        return shutil.disk_usage(mount_point(path)).free < margin
+    except OSError:
+        return False
+
+
 def write_failed(path: Path, error: OSError, what: str = "", kept: str = "") -> WriteError:
     """One line: what could not be written where, why, the disk and its free space, and what is kept."""
     disk = mount_point(path)

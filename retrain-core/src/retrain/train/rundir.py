@@ -118,7 +118,8 @@ def _step_of(row: dict[str, Any]) -> int:
 
 
 def remove_partial_checkpoints(run_dir: Path) -> None:
-    """Delete ``checkpoints/.tmp-step_N`` folders a kill or a full disk left mid-write; put back a
+    """Delete ``checkpoints/.tmp-step_N`` folders a kill or a full disk left mid-write (and
+    ``.del-step_N`` ones left mid-delete); put back a
     ``.old-step_N`` (a step being re-saved when the kill came) whose replacement never arrived."""
     folder = run_dir / "checkpoints"
     if not folder.is_dir():
@@ -129,8 +130,8 @@ def remove_partial_checkpoints(run_dir: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.rename(final)
-    for tmp in folder.glob(f".tmp-{PREFIX}*"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    for leftover in [*folder.glob(f".tmp-{PREFIX}*"), *folder.glob(f".del-{PREFIX}*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def prepare(run_dir: Path, cfg: Config, registry: Registry | None, step: int) -> None:

@@ -1,0 +1,66 @@
+"""A full disk: one line naming the path and the disk, the previous checkpoint kept, nothing left
+behind that breaks the resumed run. The disk is real: a 2 MB tmpfs mounted in a private mount
+namespace (``unshare``), so the test needs no root and touches no real disk."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from reliability_helpers import cli_env
+from retrain.testing.runs import read_metrics, write_toy_config
+
+SCRIPT = """
+set -u
+mount -t tmpfs -o size=2000k tmpfs "$DISK" || exit 90
+"$PY" -m retrain.cli.main "$CFG" 2> "$OUT/full.err"; echo $? > "$OUT/full.rc"
+cp -a "$DISK/." "$OUT/after_full"
+mount -o remount,size=64m "$DISK"
+"$PY" -m retrain.cli.main "$CFG" --resume latest 2> "$OUT/resume.err"; echo $? > "$OUT/resume.rc"
+cp -a "$DISK/." "$OUT/after_resume"
+"""
+
+
+def private_tmpfs_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not private_tmpfs_works(), reason="needs `unshare -rm` and tmpfs mounts (Linux user namespaces)")
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(tiny_model, tmp_path):
+    disk, out = tmp_path / "disk", tmp_path / "out"
+    disk.mkdir(), out.mkdir()
+    cfg = write_toy_config(tmp_path / "run.toml", tiny_model, disk / "runs",
+                           training={"max_steps": 3, "save_every": 1, "keep_checkpoints": 2})
+    env = cli_env(DISK=str(disk), OUT=str(out), CFG=str(cfg), PY=sys.executable)
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # the full disk: exit 2, one line that names the checkpoint, the disk and what is kept
+    err = (out / "full.err").read_text()
+    assert (out / "full.rc").read_text().strip() == "2", err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    lines = [x for x in err.splitlines() if x.startswith("error:")]
+    run = disk / "runs" / "run"
+    assert len(lines) == 1 and lines[0].startswith(f"error: could not write checkpoint {run}/checkpoints/step_2: "
+                                                   f"no space left on device (disk {disk}: "), err[-3000:]
+    assert f"The previous checkpoint {run}/checkpoints/step_1 is intact." in lines[0]
+    after = out / "after_full" / "runs" / "run"
+    assert sorted(p.name for p in (after / "checkpoints").iterdir()) == ["step_1"]  # no .tmp-step_2 left
+    assert (after / "checkpoints" / "step_1" / "state.pt").is_file()
+    assert [r["step"] for r in read_metrics(after)] == [1, 2]
+
+    # space again: --resume latest continues from step 1 and finishes
+    resume_err = (out / "resume.err").read_text()
+    assert (out / "resume.rc").read_text().strip() == "0", resume_err[-3000:]
+    final = out / "after_resume" / "runs" / "run"
+    assert [r["step"] for r in read_metrics(final)] == [1, 2, 3]
+    assert sorted(p.name for p in (final / "checkpoints").iterdir()) == ["step_2", "step_3"]
+    assert not Path(disk / "runs").exists()  # the tmpfs vanished with its namespace: nothing on the real disk
