@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import FIXTURES, RETRAIN, cli_env, run_cli
+from retrain.testing.packages import install_target
 
 HEAVY = ("torch", "transformers", "peft", "vllm", "verifiers")
 
@@ -204,8 +205,19 @@ def test_plugins_check_passes_on_a_clean_install(fixture_plugin):
     lines = result.stdout.splitlines()
     assert "ok    fixture (retrain-fixture-plugin 0.3.1): 7 components" in lines
     assert "ok    builtin.advantages (retrain-core 0.1.0): 7 components" in lines
-    assert [line for line in lines if not line.startswith("ok    ")] == [lines[-1]], result.stdout
+    assert [line for line in lines if not line.startswith("ok    ")] == lines[-2:], result.stdout
+    assert lines[-2].startswith("Built with default options: ")
     assert lines[-1].endswith(" checked, 0 problems.") and result.returncode == 0, result.stdout
+
+
+def test_plugins_check_builds_components_with_their_defaults(tmp_path):
+    site = install_target(tmp_path / "site", str(FIXTURES / "unbuildable_plugin_pkg"))
+    result = run_cli("plugins", "check", extra_path=site)
+    assert result.returncode == 1
+    assert ("FAIL  unbuildable (retrain-unbuildable 0.0.1): 1 component\n"
+            "        advantage inverse: building it with its default options failed: ZeroDivisionError: "
+            "float division by zero\n") in result.stdout
+    assert result.stdout.endswith(" checked, 1 problem.\n")
 
 
 def test_dotted_path_to_a_file_in_the_working_directory(tmp_path, write_config, fixture_plugin):

@@ -1,8 +1,10 @@
-"""``retrain plugins list | show | check``: what is installed, what it provides, what failed."""
+"""``retrain plugins list | show | check | new``: what is installed, what it provides, what failed, and a
+new plugin package to start from."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import platform
 import traceback
 import warnings
@@ -172,46 +174,55 @@ def show_command(name: Annotated[str, typer.Argument(help="A plugin, package or 
 
 @plugins_app.command("check")
 def check_command() -> None:
-    """Load every plugin and check its components; exit 1 if anything failed (for CI)."""
+    """Load every plugin, check its components and build them with their defaults; exit 1 if anything failed (for CI)."""
+    from retrain.plugins.check import BUILT_KINDS, build_component, check_context, component_problems, offline
+
     registry = _registry()
     problems = 0
-    for p in sorted(registry.plugins.values(), key=_order):
-        if not p.ok:
-            problems += 1
-            typer.echo(f"FAIL  {p.name} ({p.package} {p.version}): {p.error}".replace(" )", ")"))
-            continue
-        issues = [f"{c.kind} {c.name}: {why}" for c in p.components for why in _component_problems(c)]
-        problems += len(issues)
-        status = "FAIL" if issues else "ok  "
-        typer.echo(f"{status}  {p.name} ({p.package} {p.version}): {_plural(len(p.components), 'component')}"
-                   .replace(" )", ")"))
-        for text in issues:
-            typer.echo(f"        {text}")
+    built = needs_config = 0
+    with offline():
+        ctx = check_context(registry)
+        for p in sorted(registry.plugins.values(), key=_order):
+            if not p.ok:
+                problems += 1
+                typer.echo(f"FAIL  {p.name} ({p.package} {p.version}): {p.error}".replace(" )", ")"))
+                continue
+            issues = [f"{c.kind} {c.name}: {why}" for c in p.components for why in component_problems(c)]
+            for c in p.components:
+                result = build_component(registry, c, ctx)
+                built += result.status == "built"
+                needs_config += result.status == "needs configuration"
+                if result.status == "failed":
+                    issues.append(f"{c.kind} {c.name}: {result.detail}")
+            problems += len(issues)
+            status = "FAIL" if issues else "ok  "
+            typer.echo(f"{status}  {p.name} ({p.package} {p.version}): {_plural(len(p.components), 'component')}"
+                       .replace(" )", ")"))
+            for text in issues:
+                typer.echo(f"        {text}")
     for text in registry.conflicts:
         problems += 1
         typer.echo(f"FAIL  conflict: {text}")
+    kinds = ", ".join(_kind_word(k) + "s" for k in BUILT_KINDS)
+    typer.echo(f"Built with default options: {built} components ({kinds}); {needs_config} need configuration first.")
     typer.echo(f"{_plural(len(registry.plugins), 'plugin')} checked, {_plural(problems, 'problem')}.")
     if problems:
         raise typer.Exit(1)
 
 
-def _component_problems(c: Any) -> list[str]:
-    """What a component gets wrong against CONVENTIONS.md (summary, typed options, no **kwargs)."""
-    import inspect
+@plugins_app.command("new")
+def new_command(
+    name: Annotated[str, typer.Argument(help="The component's name, e.g. myadv (package retrain-myadv).")],
+    kind: Annotated[str, typer.Option("--kind", metavar="KIND",
+                                      help="advantage, reward, environment, transform, engine or backend.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the package folder.")] = Path("."),
+) -> None:
+    """Write an installable plugin package with one component and contract tests that pass as generated."""
+    from retrain.plugins import normalize_kind
+    from retrain.plugins.scaffold import package_names, write_plugin
 
-    from retrain.components import _signature_target
-
-    out = []
-    if not c.summary:
-        out.append("no docstring (its first line is the summary users see)")
-    target = _signature_target(c.factory)
-    try:
-        params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return out + ["signature cannot be read"]
-    if any(p.kind == p.VAR_KEYWORD for p in params):
-        out.append("takes **kwargs (options must be explicit keyword arguments)")
-    untyped = [o.name for o in c.options() if not o.type]
-    if untyped:
-        out.append(f"untyped option(s): {', '.join(untyped)}")
-    return out
+    root = write_plugin(name, normalize_kind(kind), directory)
+    module = package_names(name)["module"]
+    typer.echo(f"wrote {root}/ ({module}: plugin.py registers it, {normalize_kind(kind)}.py is the component, "
+               f"tests/ its contract tests)")
+    typer.echo(f'next: pip install -e "{root}[test]" && pytest -q {root} && retrain plugins show {name}')

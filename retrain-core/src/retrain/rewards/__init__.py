@@ -16,8 +16,9 @@ __all__ = ["build_reward"]
 
 def build_reward(ctx: Any, name: str | None = None, overrides: dict[str, Any] | None = None,
                  where: str = "[reward] type") -> Any:
-    """The reward named ``name`` (default ``[reward] type``) with the ``[reward]`` options,
-    ``overrides`` on top (used by combo terms). ``ctx`` carries ``config`` and ``registry``."""
+    """The reward named ``name`` (default ``[reward] type``) with the options of its config section
+    (``[reward]``, or the plugin reward's own ``config_section``, by default its name), ``overrides``
+    on top (used by combo terms). ``ctx`` carries ``config`` and ``registry``."""
     config = getattr(ctx, "config", None)
     registry = getattr(ctx, "registry", None)
     if registry is None:
@@ -33,6 +34,9 @@ def build_reward(ctx: Any, name: str | None = None, overrides: dict[str, Any] | 
         if key not in accepted:
             raise ConfigError(f'{source}{where.rsplit(" ", 1)[0]}: unknown option {key} for reward "{name}".'
                               + did_you_mean(key, accepted) + f' Accepted: {", ".join(sorted(accepted)) or "none"}.')
+    own = component.config_section  # "reward" for the built-ins; a plugin's reward may read its own section
+    if config is not None and own != "reward":
+        section = config.section(own)
     options = {k: v for k, v in {**section, **(overrides or {})}.items() if k in accepted}
     return registry.build("reward", name, where=f"{source}{where}", ctx=ctx, options=options,
-                          section_label=f"{source}[reward]")
+                          section_label=f"{source}[{own}]")

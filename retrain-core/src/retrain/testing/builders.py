@@ -16,8 +16,8 @@ def make_ctx(data: dict[str, Any] | None = None, config_path: Path | None = None
     from retrain.plugins import load_plugins
     from retrain.types import RunContext
 
-    cfg = config_from_dict(data or {}, source=str(config_path or "test.toml"))
     registry = load_plugins(extra=extra)
+    cfg = config_from_dict(data or {}, source=str(config_path or "test.toml"), plugin_sections=registry.plugin_sections())
     return RunContext(config=cfg, registry=registry, config_path=config_path, tokenizer=tokenizer)
 
 

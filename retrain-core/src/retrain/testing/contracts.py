@@ -126,3 +126,67 @@ def check_planning_detector(detector: Any, tokenizer: Any, texts: list[str] | No
     for name, a, b in zip(("completion_ids", "mask", "logprobs"), before,
                           (rollouts.completion_ids, rollouts.mask, rollouts.logprobs)):
         assert torch.equal(a, b), f"{who}: modified rollouts.{name} in place"
+
+
+def check_reward(reward: Any, responses: list[str] | None = None, references: list[str] | None = None) -> None:
+    """A reward: ``score(responses, references)`` -> RewardResult with one finite float per response,
+    deterministic, inputs untouched."""
+    import math
+
+    from retrain.protocols import RewardResult
+
+    responses = responses or ["The answer is 4.", "5", "", "4"]
+    references = references or ["4", "4", "4", "4"]
+    before = (list(responses), list(references))
+    result = reward.score(responses, references)
+    who = f"reward {type(reward).__name__}"
+    assert isinstance(result, RewardResult), f"{who}: expected a RewardResult, got {type(result).__name__}"
+    assert len(result.rewards) == len(responses), f"{who}: {len(result.rewards)} rewards for {len(responses)} responses"
+    assert all(isinstance(r, float) and math.isfinite(r) for r in result.rewards), f"{who}: non-finite or non-float"
+    assert (list(responses), list(references)) == before, f"{who}: modified its inputs"
+    assert reward.score(responses, references).rewards == result.rewards, f"{who}: not deterministic"
+
+
+def check_environment(make: Any, batch_size: int = 4) -> None:
+    """An environment (``make()`` builds a fresh one): ``sample(B)`` gives B Tasks with string
+    answers; two fresh ones give the same stream; ``state_dict``/``load_state_dict`` resume it;
+    ``eval_tasks(n)`` gives the same n tasks on every call."""
+    from retrain.types import Task
+
+    env = make()
+    first = env.sample(batch_size)
+    who = f"environment {type(env).__name__}"
+    assert len(first) == batch_size and all(isinstance(t, Task) for t in first), f"{who}: sample() must give Tasks"
+    assert all(isinstance(t.answer, str) for t in first), f"{who}: Task.answer must be a string"
+    state = env.state_dict()
+    second = env.sample(batch_size)
+    again = make()
+    assert again.sample(batch_size) == first, f"{who}: two fresh environments give different streams"
+    again.load_state_dict(state)
+    assert again.sample(batch_size) == second, f"{who}: load_state_dict does not resume the stream"
+    assert env.eval_tasks(3) == make().eval_tasks(3) and len(env.eval_tasks(3)) == 3, \
+        f"{who}: eval_tasks(n) must give the same n tasks every time"
+
+
+def check_engine(engine: Any, prompts: list[list[int]] | None = None, n: int = 2, max_tokens: int = 4) -> None:
+    """An engine: ``generate`` gives B*n rows of ids with one finite logprob <= 0 each, at most
+    ``max_tokens``, a finish reason and a text per row; the same seed samples the same rows;
+    ``sync(backend, version)`` sets the policy version the rows report."""
+    import math
+
+    from retrain.types import SamplingParams
+
+    prompts = prompts or [[5, 6, 7], [8]]
+    params = SamplingParams(n=n, max_tokens=max_tokens, temperature=1.0, seed=3)
+    gen = engine.generate(prompts, params)
+    who = f"engine {type(engine).__name__}"
+    rows = len(prompts) * n
+    assert len(gen.completion_ids) == len(gen.logprobs) == len(gen.finish_reasons) == len(gen.texts) == rows, \
+        f"{who}: expected {rows} rows (B prompts x n samples)"
+    for ids, lps, reason in zip(gen.completion_ids, gen.logprobs, gen.finish_reasons, strict=True):
+        assert 0 < len(ids) <= max_tokens and len(lps) == len(ids), f"{who}: a row has {len(ids)} ids, {len(lps)} logprobs"
+        assert all(math.isfinite(x) and x <= 0 for x in lps), f"{who}: logprobs must be finite and <= 0"
+        assert reason in ("stop", "length"), f"{who}: finish reason {reason!r}"
+    assert engine.generate(prompts, params).completion_ids == gen.completion_ids, f"{who}: same seed, other samples"
+    engine.sync(None, 7)
+    assert engine.generate(prompts, params).policy_version == 7, f"{who}: sync(backend, 7) must set the policy version"
