@@ -110,7 +110,7 @@ def test_mapping_mistakes_are_one_line_errors(tmp_path):
     root = _hub_repo_download(tmp_path / "gsm8k", {"main": GSM})
     with pytest.raises(ConfigError, match=r"split 'train' has no column 'questoin'\. Did you mean \"question\"\?"):
         _env(preset="gsm8k", path=str(root), prompt_field="questoin")
-    with pytest.raises(ConfigError, match=r'\[data\] test_split = "validation": .* has no such split\. .*Splits: test, train\.'):
+    with pytest.raises(ConfigError, match=r'\[data\] test_split = "validation": .* has no split "validation"\. .*Splits: test, train\.'):
         _env(preset="gsm8k", path=str(root), test_split="validation")
     with pytest.raises(ConfigError, match=r'\[data\] preset = "gsm8": no such preset\. Did you mean "gsm8k"\?'):
         _env(preset="gsm8")
@@ -196,3 +196,14 @@ def test_a_chat_template_setting_under_an_environment_provider_is_refused():
                                           r'provider = "verifiers"'):
         config_from_dict({"environment": {"provider": "verifiers", "id": "x"},
                           "data": {"chat_template_kwargs": {"enable_thinking": False}}})
+
+
+def test_split_slices_as_in_datasets(tmp_path):
+    root = _hub_repo_download(tmp_path / "gsm8k", {"main": GSM})
+    env = _env(preset="gsm8k", path=str(root), split="train[:4]", test_split="train[-2:]")
+    assert [t.prompt for t in env.train] == [GSM["train"][k]["question"] for k in range(4)]
+    assert {t.prompt for t in env.held_out} == {GSM["train"][k]["question"] for k in (4, 5)}
+    half = _env(preset="gsm8k", path=str(root), split="train[50%:]")
+    assert {t.prompt for t in half.train} == {GSM["train"][k]["question"] for k in (3, 4, 5)}
+    with pytest.raises(ConfigError, match=r'\[data\] split = "train\[:x\]": expected a split name or a slice'):
+        _env(preset="gsm8k", path=str(root), split="train[:x]")

@@ -161,9 +161,10 @@ class DataConfig:
     name: str = opt("", "Generator / dataset name for sources that have several (reasoning_gym); for hf the "
                         "dataset config(s), comma-separated (e.g. main).")
     preset: str = opt("", "For hf: gsm8k, math500 or hendrycks_math (fills the hf keys left empty).")
-    split: str = opt("", "For hf: training split ('' = the preset's, else train).")
-    test_split: str = opt("", "For hf: held-out split ('' = the preset's, else [eval] num_problems rows of "
-                              "the training split, held out by a fixed hash order).")
+    split: str = opt("", "For hf: training split ('' = the preset's, else train), or a slice as in datasets: "
+                         "train[:1000], train[10%:].")
+    test_split: str = opt("", "For hf: held-out split or slice ('' = the preset's, else [eval] num_problems rows "
+                              "of the training split, held out by a fixed hash order).")
     prompt_field: str = opt("", 'For hf: question column, or a template with {column} placeholders ("{question}").')
     answer_field: str = opt("", "For hf: answer column or {column} template ('' = no reference).")
     answer_extract: str = opt("", "For hf: reference from the answer text: as_is, last_boxed, gsm8k (after "

@@ -134,6 +134,31 @@ def extract_reference(text: str, how: str, regex: re.Pattern[str] | None) -> str
     return text.strip()
 
 
+_SLICE = re.compile(r"^(?P<name>[^\[\]]+)(?:\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
+
+
+def rows_of(splits: dict[str, list[Any]], spec: str, key: str, path: str) -> list[Any]:
+    """The Datasets of ``spec``: a split name, or a slice of one as in ``datasets``
+    (``train[:1000]``, ``train[10%:20%]``, ``test[-100:]``), applied to each config's rows."""
+    m = _SLICE.match(spec.replace(" ", ""))
+    if m is None:
+        raise ConfigError(f'[data] {key} = "{spec}": expected a split name or a slice such as "train[:1000]" or '
+                          '"train[10%:20%]".')
+    name = m["name"]
+    if name not in splits:
+        raise ConfigError(f'[data] {key} = "{spec}": {path} has no split "{name}".' + did_you_mean(name, splits)
+                          + f" Splits: {', '.join(sorted(splits))}.")
+    if m["start"] is None and m["stop"] is None:
+        return splits[name]
+
+    def index(bound: str | None, n: int) -> int | None:
+        if bound is None:
+            return None
+        return int(n * int(bound[:-1]) / 100) if bound.endswith("%") else int(bound)
+
+    return [ds.select(range(len(ds))[index(m["start"], len(ds)):index(m["stop"], len(ds))]) for ds in splits[name]]
+
+
 def _keep(row: dict[str, Any], filters: dict[str, Any]) -> bool:
     for column, allowed in filters.items():
         values = allowed if isinstance(allowed, list) else [allowed]
@@ -181,16 +206,13 @@ class HFEnvironment(ListEnvironment):
         label = f'[data] source = "hf" ({o["path"]})'
         split, test_split = o.get("split") or "train", o.get("test_split", "")
         splits = self._load(o["path"], o.get("name", ""))
-        for wanted in [split, test_split] if test_split else [split]:
-            if wanted not in splits:
-                key = "split" if wanted == split else "test_split"
-                raise ConfigError(f'[data] {key} = "{wanted}": {o["path"]} has no such split.'
-                                  + did_you_mean(wanted, splits) + f" Splits: {', '.join(sorted(splits))}.")
+        parts = {key: rows_of(splits, spec, key, o["path"]) for key, spec in
+                 (("split", split), ("test_split", test_split)) if spec}
         field_names = {"prompt_field": o["prompt_field"], "answer_field": o.get("answer_field", "")}
-        train = self._tasks(splits[split], field_names, how, regex, split, label)
+        train = self._tasks(parts["split"], field_names, how, regex, split, label)
         seed = int(config_value(ctx, "training", "seed", 0))
         if test_split:
-            test = self._tasks(splits[test_split], field_names, how, regex, test_split, label)
+            test = self._tasks(parts["test_split"], field_names, how, regex, test_split, label)
             test_prompts = {t.prompt for t in test}
             train = [t for t in train if t.prompt not in test_prompts]  # never train on a test problem
             held_out = sorted(test, key=lambda t: stable_hash(f"eval/{t.id}"))  # fixed, seed-independent order
