@@ -2,11 +2,14 @@
 
 A plugin is a module (found through the ``retrain`` entry-point group, or registered in-process)
 that implements some of these hooks with ``@retrain.hookimpl``. Registration hooks receive a
-``register(name, factory)`` callback; a factory is a class or function whose typed keyword
-arguments are its config options (see docs/plugins.md). A factory may also declare a ``ctx``
+``register(name, component)`` callback; a component is a plain function (an advantage or a reward,
+called with the kind's inputs) or a factory, a class or function whose typed keyword arguments
+are its config options (docs/plugins.md, "Two forms"). A factory may also declare a ``ctx``
 parameter, which receives the run context and is not an option.
 
-Specs evolve by adding: parameters are added, never renamed or removed.
+Specs evolve by adding: parameters are added, never renamed or removed. The core calls every hook
+through pluggy with all of its spec's arguments, and a hookimpl names only those it uses, so an
+implementation written against an older spec keeps working (tests/core/test_plugin_forms.py).
 """
 
 from __future__ import annotations
