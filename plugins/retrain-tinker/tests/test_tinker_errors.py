@@ -18,7 +18,8 @@ from retrain.engines.openai_flavours import StaleWeightsError  # noqa: E402
 from retrain.errors import ConfigError  # noqa: E402
 from retrain.plugins import load_plugins  # noqa: E402
 from retrain.run_config import load_run_config  # noqa: E402
-from retrain.train.loop import build_parts, render_prompts  # noqa: E402
+from retrain.prompts import render_prompts  # noqa: E402
+from retrain.train.parts import build_parts  # noqa: E402
 from retrain.types import Rollouts, RunContext, SamplingParams  # noqa: E402
 from retrain_tinker.connection import TinkerServiceError  # noqa: E402
 from retrain_tinker.standin.server import Service, serve  # noqa: E402
@@ -36,8 +37,7 @@ def test_a_stale_sampler_is_an_error_and_sync_follows_the_trainer(standin, tiny_
     parts = parts_for(tmp_path, tiny_model, standin)
     backend, engine = parts.backend, parts.engine
     tasks = parts.environment.sample(2)
-    ctx = RunContext(config=backend.cfg, registry=None, tokenizer=backend.tokenizer)
-    prompts = render_prompts(ctx, tasks)
+    prompts = render_prompts(backend.cfg, backend.tokenizer, tasks)
     params = SamplingParams(n=4, max_tokens=6, seed=1)
     gen = engine.generate(prompts, params)
     assert gen.policy_version == 0 and len(gen.completion_ids) == 8
@@ -114,8 +114,7 @@ def test_a_rejected_key_names_the_variable(in_process_standin, tiny_model, tmp_p
 def test_an_exhausted_quota_stops_the_step_with_one_line(in_process_standin, tiny_model, tmp_path, tinker_key):
     parts = parts_for(tmp_path, tiny_model, in_process_standin(quota_steps=1))
     tasks = parts.environment.sample(2)
-    prompts = render_prompts(RunContext(config=parts.backend.cfg, registry=None, tokenizer=parts.backend.tokenizer),
-                             tasks)
+    prompts = render_prompts(parts.backend.cfg, parts.backend.tokenizer, tasks)
     gen = parts.engine.generate(prompts, SamplingParams(n=4, max_tokens=4, seed=1))
     rollouts = Rollouts.from_generation(tasks, prompts, gen, 4)
     adv = torch.linspace(-1, 1, 8).unsqueeze(1).expand_as(rollouts.mask).contiguous()  # [N, T]
@@ -143,8 +142,7 @@ def test_a_service_that_dies_mid_run_is_reported_in_seconds(tiny_model, tmp_path
     try:
         parts = parts_for(tmp_path, tiny_model, url)
         tasks = parts.environment.sample(2)
-        ctx = RunContext(config=parts.backend.cfg, registry=None, tokenizer=parts.backend.tokenizer)
-        prompts = render_prompts(ctx, tasks)
+        prompts = render_prompts(parts.backend.cfg, parts.backend.tokenizer, tasks)
         gen = parts.engine.generate(prompts, SamplingParams(n=4, max_tokens=4))
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the service dies: the SDK alone would retry for minutes
