@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from retrain.config import config_from_dict
 from retrain.errors import NumericsError
 from retrain.train.guards import SYNC_PROBE_TOKENS, check_sync

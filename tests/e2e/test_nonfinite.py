@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from retrain.testing import read_metrics, write_toy_config
 from retrain.train.guards import MAX_SKIPPED_STEPS, NonFiniteGuard
 

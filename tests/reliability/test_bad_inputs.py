@@ -12,17 +12,14 @@ failed start left behind may shadow or break it. docs/reliability.md lists what 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import re
-
 import pytest
-
 from retrain.cli.main import main
-
 
 PROGRESS = re.compile(r"^Loading weights: .*it/s\]")
 

@@ -9,12 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train_runs import run_config, train
-from vllm_helpers import make_ctx, train_once
-
 from retrain.errors import NumericsError
 from retrain.train.guards import check_sync
 from retrain.types import SamplingParams
+from test_train_runs import run_config, train
+from vllm_helpers import make_ctx, train_once
 
 PROMPTS = [[2, 10, 11, 12], [2, 20, 21, 22, 23]]
 PARAMS = SamplingParams(n=3, max_tokens=8, temperature=1.0, seed=7)
@@ -28,11 +27,10 @@ def tied_model(tmp_path_factory) -> Path:
 
 
 def test_untie_folder_adds_the_output_layer(tied_model, tmp_path):
-    from safetensors.torch import load_file
+    import shutil
 
     from retrain_vllm.tied import untie_folder
-
-    import shutil
+    from safetensors.torch import load_file
 
     folder = tmp_path / "copy"
     shutil.copytree(tied_model, folder)
