@@ -42,6 +42,8 @@ def test_three_steps_train_and_resume_continues_bit_for_bit(standin_with_state, 
     assert all(r["train/grad_norm"] > 0 and r["reward/std"] > 0 for r in reference)  # real gradients every step
     # the sampler of step k serves the weights of step k: sampler and trainer logprobs agree to fp32 rounding
     assert all(r["mismatch/abs_logprob_delta"] < 1e-5 for r in reference)
+    # and after each sync, retrain's probe finds the new sampler on the trainer's new weights
+    assert all(r["sync/logprob_gap"] < 1e-5 for r in reference)
     first = service_adapter(tmp_path / "a" / "full" / "checkpoints" / "step_1", state_dir)
     last = service_adapter(tmp_path / "a" / "full" / "checkpoints" / "step_3", state_dir)
     assert max(float((first[k] - last[k]).abs().max()) for k in first) > 1e-3  # training moved the adapter

@@ -141,10 +141,10 @@ class TinkerBackend:
             raise RetrainError(f"tinker: step {step}: the service's loss:sum {service_loss:.6g} differs from "
                                f"{expected:.6g}, the cispo loss of the data sent: it did not train what retrain "
                                "computed (stopping before more steps are wasted).")
-        opt_metrics = dict(optim.metrics or {})
-        grad_norm = float(opt_metrics.get("grad_norm", float("nan")))
-        if "grad_norm" in opt_metrics and not math.isfinite(grad_norm):
-            raise RetrainError(f"tinker: step {step}: non-finite gradient norm {grad_norm} reported by the service.")
+        opt_metrics = {k: float(v) for k, v in (optim.metrics or {}).items()}
+        if not math.isfinite(opt_metrics.get("grad_norm", 0.0)):  # the service may not report it at all
+            raise RetrainError(f"tinker: step {step}: non-finite gradient norm {opt_metrics['grad_norm']} reported "
+                               "by the service.")
         self.version = step
         # retrain's own loss values (as the local backend reports them), from the service's logprobs
         w = truncated_is_weight(lp, engine_lp, a.tis_cap)  # [N, T]
@@ -158,13 +158,32 @@ class TinkerBackend:
             "loss/ratio_mean": sums.ratio / batch.denom,
             "loss/kl_ref": 0.0,
             **mismatch_metrics(lp, engine_lp, mask),
-            "train/grad_norm": grad_norm,
+            **({"train/grad_norm": opt_metrics["grad_norm"]} if "grad_norm" in opt_metrics else {}),
             "train/lr": lr,
             "train/tokens": batch.denom,
             "tinker/loss_sum": service_loss,
             "tinker/is_truncated_frac": truncated,
-            **{f"tinker/{k}": float(v) for k, v in opt_metrics.items() if k != "grad_norm"},
+            **{f"tinker/{k}": v for k, v in opt_metrics.items() if k != "grad_norm"},
         }
+
+    def logprobs(self, rollouts: Rollouts, rows: slice | None = None, with_entropy: bool = False,
+                 model: Any = None) -> tuple[torch.Tensor, None]:
+        """The service's logprobs [N, T] of the completion tokens (one ``forward``, no gradient; no entropy).
+
+        What retrain's post-sync check compares with the sampler's logprobs (``[inference] sync_tolerance``).
+        """
+        import torch
+
+        if rows is not None:
+            raise NotImplementedError("tinker backend: logprobs of a row slice")
+        batch = policy_batch(rollouts, torch.zeros_like(rollouts.mask))
+        mask = rollouts.mask
+        if not batch.datums:
+            return torch.zeros(mask.shape), None
+        client = self.training_client()
+        out = self.link.call(f"score {len(batch.datums)} completions at version {self.version}", lambda: (
+            client.forward(batch.datums, LOSS_FN, loss_config(self.cfg.algorithm.tis_cap))))
+        return trainer_logprobs(batch, out.loss_fn_outputs, tuple(mask.shape)), None
 
     # -- sampling -------------------------------------------------------------------------------------
     def sampling_client(self) -> Any:
