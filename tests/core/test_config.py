@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 
 from retrain.cli.reference import starter_config
 from retrain.config import config_from_dict, dump_toml, load_config, parse_set
 from retrain.config.schema import SECTIONS
+from retrain.config.values import Bounds
 from retrain.errors import ConfigError
 
 
@@ -219,3 +222,19 @@ def test_reference_names_types_as_errors_do():
     types = {line.split(" | ")[1] for line in text.splitlines() if line.startswith("| `")}
     assert types == {"string", "integer", "number", "boolean", "table", "list of string", "list of integer",
                      "list of table"}
+
+
+class RangedFactory:
+    """A factory with a ranged option (module level: its annotations resolve as a plugin's do)."""
+
+    def __init__(self, temperature: Annotated[float, Bounds(gt=0)] = 1.0) -> None:
+        self.temperature = temperature
+
+
+def test_a_plugin_factorys_annotated_range_is_enforced():
+    from retrain.components import check_option_value, factory_options
+
+    (opt,) = factory_options(RangedFactory)
+    assert opt.type == "number"
+    assert check_option_value(opt, 0) == "= 0: must be > 0."
+    assert check_option_value(opt, 0.5) == ""

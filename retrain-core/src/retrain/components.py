@@ -78,7 +78,7 @@ def factory_options(factory: Callable[..., Any]) -> list[Option]:
     except (TypeError, ValueError):
         return []
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)  # keeps Annotated[..., Bounds(...)]
     except Exception:  # unresolvable forward references: keep the text, skip type checks
         hints = {}
     out = []
