@@ -18,7 +18,7 @@ def config(tmp_path: Path, model: Path, steps: int) -> Path:
 
 
 def test_loop_uses_and_checkpoints_the_controller(tmp_path: Path, tiny_model: Path) -> None:
-    import torch
+    from retrain.train.checkpoint import load_data
 
     path = config(tmp_path, tiny_model, steps=2)
     run_dir = train(load_config(path), load_plugins(), config_path=path)
@@ -28,7 +28,7 @@ def test_loop_uses_and_checkpoints_the_controller(tmp_path: Path, tiny_model: Pa
     assert "backpressure/sigma" not in first[0] and "backpressure/sigma" in first[1]  # fit after warm-up probes
 
     def observations(step: int) -> list:
-        state = torch.load(run_dir / "checkpoints" / f"step_{step}" / "state.pt", weights_only=False)
+        state = load_data(run_dir / "checkpoints" / f"step_{step}" / "state.pt")  # as retrain reads it
         return state["extra"]["backpressure"]["observations"]
 
     before = observations(2)

@@ -86,10 +86,10 @@ def test_resume_keeps_sepa_controller_state(tiny_model, tmp_path):
 
 
 def _credit_state(run_dir: Path) -> dict:
-    import torch
+    from retrain.train.checkpoint import load_data
 
     ckpts = sorted((run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-    state = torch.load(ckpts[-1] / "state.pt", weights_only=False)
+    state = load_data(ckpts[-1] / "state.pt")  # as retrain reads it: data only
     return state["credit"]
 
 

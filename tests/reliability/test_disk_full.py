@@ -64,3 +64,20 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(
     assert [r["step"] for r in read_metrics(final)] == [1, 2, 3]
     assert sorted(p.name for p in (final / "checkpoints").iterdir()) == ["step_2", "step_3"]
     assert not Path(disk / "runs").exists()  # the tmpfs vanished with its namespace: nothing on the real disk
+
+
+def test_a_full_disk_while_logging_metrics_or_samples_is_one_line():
+    """/dev/full fails every write with ENOSPC, like a full disk (a real device, no mock)."""
+    from retrain.loggers.jsonl import JsonlLogger
+    from retrain.train.files import WriteError, append_jsonl
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    logger = JsonlLogger(path="/dev/full")
+    with pytest.raises(WriteError) as err:
+        logger.log(3, {"reward/mean": 0.5})
+    logger.close()
+    assert str(err.value).startswith("could not write step 3's metrics to /dev/full: no space left on device (disk /")
+    assert "continue with --resume latest" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(WriteError, match=r"^could not write rows to /dev/full: no space left on device"):
+        append_jsonl(Path("/dev/full"), [{"step": 3, "completion": "x" * 10_000}])
