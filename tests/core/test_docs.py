@@ -22,11 +22,17 @@ def test_generated_sections_and_packaged_copy_are_up_to_date():
 def test_hook_reference_has_every_hookspec_signature_verbatim():
     text = (DOCS / "plugins.md").read_text()
     specs = [fn for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("retrain_")]
-    assert len(specs) == 9
+    registration = [fn for fn in specs if fn.__name__.startswith("retrain_register_")]
+    assert len(registration) == 9 and len(specs) == 16  # + 7 lifecycle hooks
     for fn in specs:
         sig = hook_signature(fn)
-        assert sig.startswith(f"def {fn.__name__}(register: Register) -> None")
+        first = "register: Register" if fn in registration else "ctx: RunContext"
+        assert sig.startswith(f"def {fn.__name__}({first}"), sig
         assert f"```python\n{sig}\n```" in text, fn.__name__
+        doc = inspect.getdoc(fn) or ""
+        assert "Example::" in doc and "Since 0.1.0." in doc, fn.__name__  # hookspecs are documented like an API
+        if fn not in registration:
+            assert all(f"        {p}:" in fn.__doc__ for p in inspect.signature(fn).parameters), fn.__name__
 
 
 def test_config_reference_has_every_key_with_its_default():

@@ -7,6 +7,14 @@ called with the kind's inputs) or a factory, a class or function whose typed key
 are its config options (docs/plugins.md, "Two forms"). A factory may also declare a ``ctx``
 parameter, which receives the run context and is not an option.
 
+Lifecycle hooks (``retrain_start_run`` ... ``retrain_end_run``) let a plugin follow a run and
+extend it without forking the loop. Observing hooks return nothing; ``retrain_after_step``
+returns extra metrics (each plugin's dict is merged into the step's metrics) and
+``retrain_stop_run`` returns a reason to stop (any reason stops the run after the step). The core
+calls them through one facade, :class:`retrain.lifecycle.RunHooks`. They run in every installed
+plugin: a plugin decides from its own config section (``ctx.config.section("NAME")``) whether
+to act, so installing it changes nothing until the config asks.
+
 Specs evolve by adding: parameters are added, never renamed or removed. The core calls every hook
 through pluggy with all of its spec's arguments, and a hookimpl names only those it uses, so an
 implementation written against an older spec keeps working (tests/core/test_plugin_forms.py).
@@ -14,6 +22,8 @@ implementation written against an older spec keeps working (tests/core/test_plug
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
@@ -24,6 +34,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: ``register(name, factory)``: add one component under ``name``.
 Register = Callable[[str, Callable[..., Any]], None]
+
+#: The run context, ``retrain.types.RunContext`` (config, run_dir, backend, tokenizer, registry).
+#: Named here, not imported: retrain.types reaches this module through the plugin manager.
+RunContext = Any
 
 
 @hookspec
@@ -179,6 +193,160 @@ def retrain_register_commands(register: Register) -> None:
         @hookimpl
         def retrain_register_commands(register):
             register("hicra", lambda: hicra_app)
+
+    Since 0.1.0.
+    """
+
+
+# -- lifecycle ----------------------------------------------------------------------------------
+@hookspec
+def retrain_start_run(ctx: RunContext, start_step: int) -> None:
+    """A run starts: its parts are built and, on resume, the checkpoint is restored.
+
+    Parameters:
+        ctx: the run context (``retrain.types.RunContext``: config, run_dir, backend, tokenizer);
+            read it, do not change it.
+        start_step: 0 for a fresh run, the checkpoint's step on ``--resume``.
+
+    Called on every process of a torchrun job, before the first step (and before the
+    evaluation at start).
+
+    Example::
+
+        @hookimpl
+        def retrain_start_run(ctx, start_step):
+            print(f"{ctx.run_dir}: starting after step {start_step}")
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_after_step(ctx: RunContext, step: int, metrics: Mapping[str, float]) -> dict[str, float] | None:
+    """A step is done (and its evaluation, when one was due); its metrics are about to be logged.
+
+    Parameters:
+        ctx: the run context; read it, do not change it.
+        step: the step just completed (1-based).
+        metrics: the step's metrics so far (read-only): ``reward/*``, ``loss/*``, ``time/*``, ``eval/*``...
+
+    Return a dict of extra metrics (or None). Every plugin's dict is merged into the step's
+    metrics, which the loggers then receive; a key the step already has (a core metric or
+    another plugin's) is an error, so a plugin cannot overwrite what the run measured. Prefix
+    keys with your plugin's name.
+
+    Example::
+
+        @hookimpl
+        def retrain_after_step(ctx, step, metrics):
+            return {"myplugin/reward_x2": 2 * metrics["reward/mean"]}
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_after_eval(ctx: RunContext, step: int, metrics: Mapping[str, float]) -> None:
+    """A held-out evaluation is done (``[eval]``: at start, every N steps, at the end).
+
+    Parameters:
+        ctx: the run context; read it, do not change it.
+        step: the step evaluated (0 for the evaluation at start).
+        metrics: the ``eval/*`` metrics (read-only); the per-problem report is
+            ``ctx.run_dir / "eval" / f"step_{step}.json"``.
+
+    Called by the process that evaluates (rank 0 of a torchrun job).
+
+    Example::
+
+        @hookimpl
+        def retrain_after_eval(ctx, step, metrics):
+            print(f"step {step}: pass@1 {metrics['eval/pass@1']:.2f}")
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_stop_run(ctx: RunContext, step: int, metrics: Mapping[str, float]) -> str | None:
+    """Ask the run to stop: return a reason (a short sentence), or None to go on.
+
+    Parameters:
+        ctx: the run context; read it, do not change it.
+        step: the step just completed.
+        metrics: the step's logged metrics, including every plugin's extra metrics (read-only).
+
+    Any plugin returning a reason stops the run after this step: the step is logged, a
+    checkpoint is saved, each reason is printed (``stop after step N: REASON``) and
+    ``retrain_end_run`` receives ``status="stopped"``. ``--resume latest`` continues the run.
+
+    Example::
+
+        @hookimpl
+        def retrain_stop_run(ctx, step, metrics):
+            if metrics.get("eval/pass@1", 0.0) >= 0.9:
+                return "pass@1 reached 0.9"
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_after_save(ctx: RunContext, step: int, path: Path) -> None:
+    """A checkpoint was written (complete: it is renamed into place before this call).
+
+    Parameters:
+        ctx: the run context; read it, do not change it.
+        step: the step the checkpoint holds.
+        path: the checkpoint folder, ``<run dir>/checkpoints/step_<step>``.
+
+    Called on every process of a torchrun job (each wrote its shard).
+
+    Example::
+
+        @hookimpl
+        def retrain_after_save(ctx, step, path):
+            shutil.copytree(path, f"/backup/{ctx.run_dir.name}/{path.name}")
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_after_load(ctx: RunContext, step: int, path: Path) -> None:
+    """A checkpoint was restored (``--resume``, or ``[resume] from``): weights, optimizer, RNG, data cursor.
+
+    Parameters:
+        ctx: the run context; read it, do not change it.
+        step: the step the checkpoint holds; the run continues with step + 1.
+        path: the checkpoint folder that was loaded.
+
+    Example::
+
+        @hookimpl
+        def retrain_after_load(ctx, step, path):
+            print(f"resumed from {path} at step {step}")
+
+    Since 0.1.0.
+    """
+
+
+@hookspec
+def retrain_end_run(ctx: RunContext, last_step: int, status: str) -> None:
+    """A run ends, before its components are closed.
+
+    Parameters:
+        ctx: the run context; read it, do not change it.
+        last_step: the last completed step.
+        status: ``"completed"`` (max_steps reached), ``"stopped"`` (a plugin asked),
+            ``"interrupted"`` (Ctrl-C / SIGTERM; a checkpoint was saved) or ``"failed"`` (an
+            exception is propagating; it is raised again after this hook).
+
+    Example::
+
+        @hookimpl
+        def retrain_end_run(ctx, last_step, status):
+            print(f"{ctx.run_dir}: {status} after step {last_step}")
 
     Since 0.1.0.
     """

@@ -21,6 +21,7 @@ update, sync), so a schedule that overlaps them (asynchronous RL) replaces only 
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -185,10 +186,11 @@ def sample_rows(step: int, rollouts: Rollouts, rewards: Any, limit: int = 8) -> 
 # -- the outer loop ------------------------------------------------------------------------------------
 def run(ctx: RunContext, parts: Parts, start_step: int, *, should_stop: Callable[[], bool],
         save: Callable[[int], None], write_samples: Callable[[list[dict[str, Any]]], None]) -> tuple[int, str]:
-    """Steps start_step+1 .. max_steps; evaluation per [eval]; checkpoints per save_every.
+    """Steps start_step+1 .. max_steps; evaluation per [eval]; plugins' lifecycle hooks; checkpoints per save_every.
 
-    Returns (last completed step, status): "completed", or "interrupted" when ``should_stop()``
-    turned true (Ctrl-C); then the last step is saved.
+    Returns (last completed step, status): "completed"; "interrupted" when ``should_stop()`` turned
+    true (Ctrl-C, SIGTERM); "stopped" when a plugin asked (``retrain_stop_run``). Either way the last
+    step is saved.
     """
     cfg = ctx.config
     t, ev = cfg.training, cfg.eval
@@ -206,15 +208,27 @@ def run(ctx: RunContext, parts: Parts, start_step: int, *, should_stop: Callable
         metrics, samples = train_step(ctx, parts, step)
         if (ev.every and step % ev.every == 0) or (ev.at_end and step == t.max_steps):
             metrics.update(evaluate(ctx, parts, step))
+        metrics.update(parts.hooks.after_step(ctx, step, metrics))  # plugins' extra metrics
         log(parts, step, metrics)
         if cfg.logging.samples_every and step % cfg.logging.samples_every == 0:
             write_samples(samples)
         if (t.save_every and step % t.save_every == 0) or step == t.max_steps:
             save(step)
             last_saved = step
-    if step != last_saved:  # interrupted between scheduled saves
+        if stop_requested(ctx, parts, step, metrics) and step < t.max_steps:
+            status = "stopped"
+            break
+    if step != last_saved:  # interrupted or stopped between scheduled saves
         save(step)
     return step, status
+
+
+def stop_requested(ctx: RunContext, parts: Parts, step: int, metrics: dict[str, float]) -> bool:
+    """Whether a plugin asks the run to stop after ``step`` (each reason is printed); every process agrees."""
+    reasons = parts.hooks.stop_reasons(ctx, step, metrics)
+    for reason in reasons:
+        print(f"stop after step {step}: {reason}", file=sys.stderr, flush=True)
+    return parts.shards.agree(bool(reasons))
 
 
 def evaluate(ctx: RunContext, parts: Parts, step: int) -> dict[str, float]:
@@ -223,7 +237,9 @@ def evaluate(ctx: RunContext, parts: Parts, step: int) -> dict[str, float]:
 
     if not parts.shards.is_main:
         return {}
-    return run_eval(ctx, parts, step)
+    metrics = run_eval(ctx, parts, step)
+    parts.hooks.after_eval(ctx, step, metrics)
+    return metrics
 
 
 def log(parts: Parts, step: int, metrics: dict[str, float]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from retrain.lifecycle import RunHooks
 from retrain.protocols import Backend, Environment, Reward, optional
 from retrain.train.episodes import episodes_for
 from retrain.train.shards import OneProcess
@@ -32,6 +33,7 @@ class Parts:
     reward: Reward  # [reward] type, or the environment's own
     credit: Credit
     episodes: Episodes  # the step's generation: prompts -> engine (back-pressure chunks when enabled), or the environment's own
+    hooks: RunHooks  # plugins' lifecycle hooks (retrain.lifecycle)
     loggers: list[Logger] = field(default_factory=list)
     backpressure: BackpressureController | None = None  # USL batch controller when [backpressure] enabled (checkpointed)
     shards: ShardPlan = field(default_factory=OneProcess)  # torchrun: retrain.distributed.step.StepShards
@@ -59,7 +61,7 @@ def build_parts(ctx: RunContext) -> Parts:
 
         sampler = BackpressureEngine(engine, controller)
     return Parts(backend, engine, environment, reward, credit, episodes_for(ctx, environment, sampler),
-                 backpressure=controller)
+                 RunHooks(reg.pm.hook), backpressure=controller)
 
 
 def build_backpressure(ctx: RunContext) -> BackpressureController | None:

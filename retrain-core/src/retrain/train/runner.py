@@ -4,7 +4,8 @@ Order: pick the run directory (fresh, or the resumed checkpoint's), seed every R
 components (``retrain.train.parts``), restore the checkpoint (weights, optimizer, scheduler, RNG,
 data cursor, credit state), drop metrics rows beyond it, then loop. Ctrl-C (SIGINT) or SIGTERM
 (what schedulers send before killing a job) finishes the current step, saves a checkpoint and
-returns normally (exit 0); a second signal aborts at once.
+returns normally (exit 0); a second signal aborts at once. Plugins' lifecycle hooks
+(``retrain.lifecycle``) see the run start, each checkpoint saved or loaded, and the end.
 
 What differs under torchrun is one object, :class:`OneProcessRun` here and
 ``retrain.distributed.run.DistributedRun`` there (run directory, sharding, agreement, saving).
@@ -114,19 +115,22 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
             parts.backpressure.load_state_dict(state["extra"]["backpressure"])
         parts.engine.sync(parts.backend, parts.backend.version)
         print(f"resumed from {ckpt} (step {start_step})", file=sys.stderr)
+        parts.hooks.after_load(ctx, start_step, ckpt)
     if run.is_main:  # only rank 0 writes the run directory
         rundir.prepare(run_dir, cfg, registry, start_step)
         parts.loggers = build_loggers(ctx)
         print(f"run directory: {run_dir}", file=sys.stderr)
 
     def save(step: int) -> None:
-        run.save(run_dir, step, parts, cfg.training.keep_checkpoints)
+        parts.hooks.after_save(ctx, step, run.save(run_dir, step, parts, cfg.training.keep_checkpoints))
 
     def write_samples(rows: list[dict[str, Any]]) -> None:
         if run.is_main:
             rundir.append_jsonl(run_dir / rundir.SAMPLES, rows)
 
+    status = "failed"
     try:
+        parts.hooks.start_run(ctx, start_step)
         with interrupt_flag() as stop:
             last, status = loop.run(ctx, parts, start_step, should_stop=run.agree(stop.is_set), save=save,
                                     write_samples=write_samples)  # torchrun: every rank stops together
@@ -134,8 +138,11 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
                 print(f"{'interrupted' if stop.is_set() else status} after step {last}: checkpoint saved in "
                       f"{run_dir / 'checkpoints'}; continue with --resume latest", file=sys.stderr)
     finally:
-        close_parts(parts)
-        run.close()
+        try:
+            parts.hooks.end_run(ctx, status)  # "failed" while an exception propagates
+        finally:
+            close_parts(parts)
+            run.close()
     if run.is_main:  # the run's headline: held-out accuracy before -> after (retrain.train.summary)
         from retrain.train.summary import accuracy_line
 
