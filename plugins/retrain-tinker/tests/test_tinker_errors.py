@@ -17,8 +17,8 @@ from retrain.config import load_config  # noqa: E402
 from retrain.engines.openai_flavours import StaleWeightsError  # noqa: E402
 from retrain.errors import ConfigError  # noqa: E402
 from retrain.plugins import load_plugins  # noqa: E402
-from retrain.run_config import load_run_config  # noqa: E402
 from retrain.prompts import render_prompts  # noqa: E402
+from retrain.run_config import load_run_config  # noqa: E402
 from retrain.train.parts import build_parts  # noqa: E402
 from retrain.types import Rollouts, RunContext, SamplingParams  # noqa: E402
 from retrain_tinker.connection import TinkerServiceError  # noqa: E402
@@ -69,8 +69,7 @@ def test_what_the_tinker_api_cannot_express_is_refused(tiny_model, tmp_path, tin
 
 
 def test_missing_key_and_unreachable_service_are_one_line_errors(tiny_model, tmp_path):
-    path = run_config(tmp_path / "run.toml", model=tiny_model, url="http://127.0.0.1:9", log_dir=tmp_path, name="e",
-                      steps=1)
+    run_config(tmp_path / "run.toml", model=tiny_model, url="http://127.0.0.1:9", log_dir=tmp_path, name="e", steps=1)
     proc = run_retrain("run.toml", env={"TINKER_API_KEY": ""}, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines() == [

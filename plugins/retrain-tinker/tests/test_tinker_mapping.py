@@ -19,7 +19,7 @@ from retrain_tinker.standin.wire import Datum  # noqa: E402
 def rollouts(prompts, completions, masks, logprobs):
     n, t = len(completions), max(len(c) for c in completions)
     ids, mask, lp = torch.zeros(n, t, dtype=torch.long), torch.zeros(n, t), torch.zeros(n, t)
-    for i, (c, m, q) in enumerate(zip(completions, masks, logprobs)):
+    for i, (c, m, q) in enumerate(zip(completions, masks, logprobs, strict=True)):
         ids[i, :len(c)], mask[i, :len(m)], lp[i, :len(q)] = torch.tensor(c), torch.tensor(m, dtype=torch.float), torch.tensor(q)
     return Rollouts([Task("p", "a")], n, prompts, ids, mask, lp, None, ["stop"] * n, [""] * n, 0)
 

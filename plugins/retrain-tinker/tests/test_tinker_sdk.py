@@ -79,7 +79,15 @@ def test_save_state_and_a_client_from_it_continue_the_same_weights(service, tiny
     assert path == f"tinker://{client.model_id}/weights/after-one-step"
     restored = service.create_training_client_from_state_with_optimizer(path).result()
     assert restored.model_id != client.model_id
-    assert np.array_equal(completion_logprobs(restored, [9, 10, 11]), completion_logprobs(client, [9, 10, 11]))
+    saved = completion_logprobs(client, [9, 10, 11])
+    assert np.array_equal(completion_logprobs(restored, [9, 10, 11]), saved)
+    # the deprecated in-place load_state takes a model back to the saved weights
+    client.forward_backward([datum([9, 10, 11], [-4.6] * 3, [1.0, 1.0, 1.0])], "ppo").result()
+    client.optim_step(tinker.AdamParams(learning_rate=0.05)).result()
+    assert not np.array_equal(completion_logprobs(client, [9, 10, 11]), saved)
+    with pytest.warns(FutureWarning):
+        client.load_state(path).result()
+    assert np.array_equal(completion_logprobs(client, [9, 10, 11]), saved)
 
 
 def test_what_the_standin_lacks_is_refused_by_name(service, tiny_model):

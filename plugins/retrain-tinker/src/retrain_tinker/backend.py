@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrain.errors import ConfigError, RetrainError
+
 from retrain_tinker import connection
 from retrain_tinker.datums import LOSS_FN, expected_loss_sum, loss_config, policy_batch, trainer_logprobs
 
 if TYPE_CHECKING:
     import torch
-
     from retrain.types import Rollouts, RunContext
 
 STATE_FILE = "tinker.json"
@@ -115,7 +115,6 @@ class TinkerBackend:
         """
         import tinker
         import torch
-
         from retrain.train.loss import mismatch_metrics, policy_loss, truncated_is_weight
 
         a, t = self.cfg.algorithm, self.cfg.training

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import typer
-
 from retrain.errors import RetrainError
 
 app = typer.Typer(help="Tinker tools: a local Tinker-compatible service for offline development and tests.",
@@ -24,7 +23,8 @@ def serve_command(
     model: str = typer.Option(..., "--model", help="Base model: a local HF folder (or hub id) small enough for this machine."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (keep it on loopback)."),
     port: int = typer.Option(0, help="Port; 0 = a free one (printed on the first line)."),
-    state_dir: Path = typer.Option(Path("tinker-standin"), "--state-dir", help="Where save_state checkpoints are kept."),
+    state_dir: Path = typer.Option(Path("tinker-standin"), "--state-dir",  # noqa: B008
+                                   help="Where save_state checkpoints are kept."),
     name: str = typer.Option("", help="Base-model name clients ask for (default: --model as given)."),
     lora_alpha: float = typer.Option(32.0, help="LoRA alpha of the adapters it trains (the real service fixes its own)."),
     api_key_env: str = typer.Option("", help="Require the API key in this environment variable (default: accept any key)."),

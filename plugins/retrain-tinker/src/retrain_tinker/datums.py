@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
-
     from retrain.types import Rollouts
 
 LOSS_FN = "cispo"
@@ -86,7 +85,7 @@ def trainer_logprobs(batch: PolicyBatch, outputs: list[dict[str, Any]], shape: t
         raise RuntimeError(f"tinker: forward_backward returned {len(outputs)} outputs for {len(batch.datums)} "
                            "datums; the service answered another request")
     lp = torch.zeros(shape)  # [N, T]
-    for out, row, start, k, datum in zip(outputs, batch.rows, batch.starts, batch.lengths, batch.datums):
+    for out, row, start, k, datum in zip(outputs, batch.rows, batch.starts, batch.lengths, batch.datums, strict=True):
         values = torch.as_tensor(out["logprobs"].tolist(), dtype=torch.float32)  # [L]
         if values.numel() != datum.model_input.length:
             raise RuntimeError(f"tinker: forward_backward returned {values.numel()} logprobs for a datum of "

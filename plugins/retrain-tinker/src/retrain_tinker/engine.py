@@ -71,7 +71,7 @@ class TinkerEngine:
                 prompt=tinker.ModelInput.from_ints([int(x) for x in prompt]), num_samples=params.n,
                 sampling_params=tinker.SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature,
                                                       top_p=params.top_p, seed=seed))
-                for prompt, seed in zip(prompt_ids, seeds)]
+                for prompt, seed in zip(prompt_ids, seeds, strict=True)]
         responses = [link.wait(f, what) for f in futures]
         ids, logprobs, reasons = [], [], []
         for response in responses:

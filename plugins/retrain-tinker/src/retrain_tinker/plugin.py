@@ -6,6 +6,7 @@ Nothing heavy is imported here: the SDK, torch and the stand-in load when a comp
 from __future__ import annotations
 
 from retrain import hookimpl
+
 from retrain_tinker.options import tinker_backend, tinker_engine
 
 

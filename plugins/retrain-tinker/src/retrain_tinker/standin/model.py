@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from retrain_tinker.standin.wire import Datum, WireError
+from retrain_tinker.standin.wire import Datum
 
 #: Default clip thresholds of the built-in losses (Tinker docs: ppo 0.8/1.2, cispo 0/4).
 CLIP_DEFAULTS = {"ppo": (0.8, 1.2), "cispo": (0.0, 4.0)}
@@ -47,7 +47,6 @@ class StandinModel:
 
     def __init__(self, model_id: str, base_model: str, rank: int, lora_alpha: float, seed: int | None) -> None:
         import torch
-
         from retrain.backends.local import LocalBackend
         from retrain.types import RunContext
 
@@ -65,7 +64,6 @@ class StandinModel:
                          forward_only: bool) -> tuple[list[np.ndarray], dict[str, float]]:
         """Per-datum target logprobs and {"loss:sum"}; gradients added unless ``forward_only``."""
         import torch
-
         from retrain.backends.logprobs import completion_logprobs
 
         if loss_fn not in LOSSES:
@@ -166,7 +164,6 @@ class StandinModel:
 
         import torch
         from peft import set_peft_model_state_dict
-
         from retrain.engines.pytorch import decode, stop_token_ids
 
         if params.get("max_tokens") is None:
@@ -196,7 +193,7 @@ class StandinModel:
             if live is not None:
                 set_peft_model_state_dict(model, live)
             model.train(was_training)
-        return list(zip(d.tokens, d.logprobs, d.finish_reasons))
+        return list(zip(d.tokens, d.logprobs, d.finish_reasons, strict=True))
 
     # -- checkpoints -----------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
