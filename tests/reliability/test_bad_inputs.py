@@ -176,6 +176,8 @@ RUN_ROWS: list[Bad] = [
         'devices = "gpu:0,1": this machine has no CUDA GPU', {"tasks.jsonl": GOOD_ROWS}),  # before torchrun starts
     Bad("mps-on-linux", JSONL + '[backend]\ndevices = "mps"\n', 'devices = "mps": this machine has no MPS device',
         {"tasks.jsonl": GOOD_ROWS}),
+    Bad("combo-weight-nan", JSONL.replace('type = "match"', 'type = "combo"\nterms = [{{type = "match", weight = nan}}]'),
+        "[reward] terms[0]: weight = nan: must be a finite number.", {"tasks.jsonl": GOOD_ROWS}),
     Bad("phrases-file-non-utf8", JSONL + '[algorithm]\ntransform_mode = "gtpo_sepa"\n[planning]\nphrases_file = '
         '"{d}/phrases.txt"\n', "not UTF-8 text", {"tasks.jsonl": GOOD_ROWS, "phrases.txt": b"let me \xff\n"}),
 ]

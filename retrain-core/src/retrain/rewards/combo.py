@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from retrain.config.values import check_value
 from retrain.errors import ConfigError
 from retrain.protocols import RewardResult
 
@@ -34,8 +35,9 @@ class ComboReward:
             if term["type"] == "combo":
                 raise ConfigError(f'{where}: type = "combo" cannot be nested.')
             weight = term.get("weight", 1.0)
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-                raise ConfigError(f"{where}: weight = {weight!r}: expected a number.")
+            problem, weight = check_value(weight, float)  # the config checker: a finite number
+            if problem:
+                raise ConfigError(f"{where}: weight = {term['weight']!r}: {problem}")
             name = str(term.get("name", term["type"]))
             if name in (n for n, _, _ in self.terms):
                 raise ConfigError(f'{where}: two terms are named "{name}"; give one a name = "...".')
