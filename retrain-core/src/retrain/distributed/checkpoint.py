@@ -190,6 +190,7 @@ def save_run_checkpoint(world: World, run_dir: Path, step: int, *, backend: Any,
     import torch
 
     from retrain.train.checkpoint import PREFIX, _state_of, prune, publish, rng_state, writing_checkpoint
+    from retrain.train.files import WriteError
 
     folder = Path(run_dir) / "checkpoints"
     final, tmp = folder / f"{PREFIX}{step}", folder / f".tmp-{PREFIX}{step}"
@@ -199,17 +200,28 @@ def save_run_checkpoint(world: World, run_dir: Path, step: int, *, backend: Any,
             shutil.rmtree(tmp)
         tmp.mkdir()
     world.barrier()
-    backend.save_checkpoint(tmp / "backend")
-    world.barrier()
-    if world.is_main:
+    failed = ""  # a failed write (disk full) becomes the same one line on every rank, so none waits forever
+    try:
+        with writing_checkpoint(run_dir, step, tmp):  # every rank: its shards
+            backend.save_checkpoint(tmp / "backend")
+    except WriteError as e:
+        failed = str(e)
+    failed = next((f for f in world.all_gather_object(failed) if f), "")
+    if world.is_main and not failed:
         state = {"step": step, "version": backend.version, "rng": rng_state(), "environment": _state_of(environment),
                  "credit": _state_of(credit), "extra": {"world_size": world.size}}
-        with writing_checkpoint(run_dir, step, tmp):  # disk full: one line, the previous checkpoint kept
-            torch.save(state, tmp / "state.pt")
-            (tmp / "meta.json").write_text(json.dumps({"step": step, "version": backend.version,
-                                                       "world_size": world.size,
-                                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-            publish(tmp, final)
-        prune(run_dir, keep)
+        try:
+            with writing_checkpoint(run_dir, step, tmp):  # rank 0: the run state, then the rename
+                torch.save(state, tmp / "state.pt")
+                (tmp / "meta.json").write_text(json.dumps({"step": step, "version": backend.version,
+                                                           "world_size": world.size,
+                                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+                publish(tmp, final)
+            prune(run_dir, keep)
+        except WriteError as e:
+            failed = str(e)
+    failed = world.broadcast_object(failed)
+    if failed:
+        raise WriteError(failed)
     world.barrier()
     return final

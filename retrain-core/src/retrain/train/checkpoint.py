@@ -179,7 +179,9 @@ def writing_checkpoint(run_dir: Path, step: int, tmp: Path) -> Iterator[None]:
     nearly full): remove the partial folder, raise one line naming the disk, keep the rest."""
     try:
         yield
-    except Exception as e:
+    except BaseException as e:  # torch.distributed.checkpoint's CheckpointException is a BaseException
+        if isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
         full = disk_nearly_full(tmp)
         if not (isinstance(e, OSError) or full or _is_write_error(e)):
             raise
