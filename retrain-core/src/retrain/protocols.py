@@ -54,7 +54,9 @@ class Backend(Protocol):
 
         The loop passes ``importance_correction=True`` when the engine does not share the
         trainer's weights (no ``shares_weights = True``): correct the engine/trainer mismatch
-        with a truncated importance weight (see docs/training.md).
+        with a truncated importance weight (see docs/training.md). A non-finite gradient norm
+        must not be applied (skip ``optimizer.step()``); report ``loss/policy`` and
+        ``train/grad_norm`` so that ``retrain.train.guards`` can count and bound such steps.
         """
 
     def save_checkpoint(self, path: str) -> None: ...
