@@ -165,6 +165,21 @@ def test_an_installed_module_wins_and_the_error_says_so(tmp_path, monkeypatch):
     assert sys.modules["random"].__file__ != str(tmp_path / "random.py")
 
 
+def test_a_reward_named_by_file_path_runs_in_the_worker_processes(tmp_path, monkeypatch):
+    """The file is imported under its stem and its folder appended to sys.path: the workers find it."""
+    from retrain.rewards.custom import CustomReward
+
+    (tmp_path / "file_scores.py").write_text("def score(response, reference):\n    return float(response == reference)\n")
+    monkeypatch.chdir(tmp_path)
+    reward = CustomReward(function="./file_scores.py:score", timeout=30, workers=1)
+    try:
+        result = reward.score(["4", "5"], ["4", "4"])
+    finally:
+        reward.close()
+        sys.modules.pop("file_scores", None)
+    assert (result.rewards, result.errors) == ([1.0, 0.0], 0)
+
+
 # -- run names, URLs, pip ------------------------------------------------------------------------
 
 BAD_RUN_NAMES = ["../../escaped", "/tmp/absolute-run", "a/b", "..", "a\\b"]

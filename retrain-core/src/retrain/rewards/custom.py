@@ -57,7 +57,9 @@ class CustomReward:
         if not callable(self.fn):
             raise ConfigError(f'{where} = "{function}": not a function.')
         self.batched = is_batched(self.fn)
-        module, _, attr = function.rpartition(".") if ":" not in function else function.partition(":")
+        module, _, attr = function.rpartition(".") if ":" not in function else function.rpartition(":")
+        if module.endswith(".py") or "/" in module:  # a file: load_dotted imported it under its stem
+            module = self.fn.__module__
         self.path = f"{module}:{attr}"
         self.pool = None if self.batched else WorkerPool(workers, timeout)
 
