@@ -28,7 +28,8 @@ def opt(default: Any, doc: str, choices: tuple[str, ...] | None = None, *, ge: f
 class BackendConfig:
     """The trainer that owns the weights and the optimizer."""
 
-    backend: str = opt("local", "Trainer: `local` (transformers + peft), or a plugin's backend, or a dotted path.")
+    backend: str = opt("local", "Trainer: `local` (transformers + peft), or a plugin's backend (`tinker`: "
+                                "retrain-tinker), or a dotted path.")
     devices: str = opt("auto", 'Where to train: "auto" (GPU if present, else CPU), "cpu", "gpu:0", "gpu:0,1" (torchrun).')
     dtype: str = opt("auto", "Weights dtype: auto (bf16 on GPU with LoRA; fp32 on CPU and for full fine-tuning), float32, bfloat16.",
                      ("auto", "float32", "bfloat16", "float16"))
@@ -105,7 +106,7 @@ class InferenceConfig:
     """The engine that samples completions."""
 
     engine: str = opt("pytorch", "Engine: pytorch (in-process), openai (any OpenAI-compatible server), "
-                                 "vllm (retrain-vllm), or a dotted path.")
+                                 "vllm (retrain-vllm), tinker (retrain-tinker), or a dotted path.")
     url: str = opt("", "Server base URL for the openai engine, e.g. http://127.0.0.1:8000/v1.")
     flavour: str = opt("auto", "Server kind for weight sync: auto, vllm, sglang, max, openai (no sync).",
                        ("auto", "vllm", "sglang", "max", "openai"))
