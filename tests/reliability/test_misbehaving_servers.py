@@ -273,3 +273,18 @@ def test_the_console_warns_when_any_reward_source_is_failing():
     assert [x for x in lines if x.startswith("warning:")] == [
         "warning: step 2: 4 of 64 rewards failed and scored 0 (3 errors, 1 timeouts); the reward source is failing "
         "(its own messages above say why), and those samples teach nothing."]
+
+
+def test_the_engine_checks_token_ids_against_the_trainers_vocabulary(tiny_model):
+    """The vocabulary bound comes from the trainer's model (embedding rows) or its tokenizer."""
+    from retrain.config import config_from_dict
+    from retrain.engines.openai import vocab_size
+    from retrain.plugins import load_plugins
+    from retrain.types import RunContext
+
+    reg = load_plugins()
+    ctx = RunContext(config=config_from_dict({"model": {"model": str(tiny_model), "lora_rank": 0}}), registry=reg)
+    backend = reg.build("backend", "local", ctx=ctx)
+    ctx.backend = backend
+    assert vocab_size(ctx) == max(backend.model.config.vocab_size, len(backend.tokenizer)) > 0
+    assert vocab_size(RunContext(config=ctx.config, registry=reg)) is None  # nothing known: only ids < 0 refused
