@@ -4,12 +4,13 @@ One call in the loop after each update::
 
     train_metrics.update(check_update(ctx, step, rollouts, train_metrics))
 
-checks the engine's sampling logprobs, the loss and the gradient norm. A non-finite one marks
-the step as skipped (the backend has already refused it: its contract is to skip the optimizer
-step on a non-finite gradient norm, which a non-finite logprob or loss always causes), prints a
-warning line and counts ``guard/skipped_steps``. After ``MAX_SKIPPED_STEPS`` skipped steps in a
-run the next one stops the run with one line naming the step and the quantity
-(:class:`NumericsError`, exit 2); checkpoints already written are kept.
+checks the engine's sampling logprobs, the loss and the gradient norm. A non-finite one after a
+finite step is a transient: the step is skipped (the backend has already refused it: its
+contract is to skip the optimizer step on a non-finite gradient norm, which a non-finite logprob
+or loss always causes), a warning line says so and ``guard/skipped_steps`` counts it. The first
+step of a run, a second non-finite step in a row, or more than ``MAX_SKIPPED_STEPS`` in a run
+stop it with one line naming the step and the quantity (:class:`NumericsError`, exit 2);
+checkpoints already written are kept.
 
 ``check_sync`` runs after each weight sync (the engine's and the trainer's logprobs on a few probe
 tokens must agree within ``[inference] sync_tolerance``). ``check_advantage_signs`` (called by
@@ -45,29 +46,39 @@ def _non_finite(values: Any) -> tuple[int, str]:
 
 
 class NonFiniteGuard:
-    """Counts skipped steps of one run; raises once more than ``max_skipped`` were skipped."""
+    """Bounds the non-finite steps of one run: a transient one is skipped; a persistent one stops it.
+
+    A step is skipped only when the step before it (in this process) was finite and fewer than
+    ``max_skipped`` steps were skipped so far; the first step of a run, a second one in a row, or
+    one past the bound raises :class:`NumericsError`. So broken weights or a broken engine stop
+    the run at once, and a run never ends with exit 0 having trained on nothing.
+    """
 
     def __init__(self, max_skipped: int = MAX_SKIPPED_STEPS) -> None:
         self.max_skipped = max_skipped
         self.skipped: list[int] = []
+        self.previous_ok = False  # no step checked yet: the first one must be finite
 
     def check(self, step: int, quantities: dict[str, Any]) -> bool:
-        """True when every quantity is finite; else record the skip, warn, or raise past the bound."""
+        """True when every quantity is finite; else record the skip and warn, or raise (see the class)."""
         problems = []
         for name, values in quantities.items():
             count, example = _non_finite(values)
             if count:
                 problems.append(f"{name} is {example}" if count == 1 else f"{name} has {count} non-finite values "
                                                                            f"({example})")
+        previous_ok, self.previous_ok = self.previous_ok, not problems
         if not problems:
             return True
         what = "; ".join(problems)
         self.skipped.append(step)
-        if len(self.skipped) > self.max_skipped:
-            raise NumericsError(f"step {step}: {what}; {len(self.skipped)} steps were non-finite "
-                                f"(steps {', '.join(map(str, self.skipped))}; at most {self.max_skipped} may be "
-                                "skipped), so the run stops. Check the model's weights, the engine, lr and "
-                                "max_grad_norm; checkpoints already written are kept.")
+        if not previous_ok or len(self.skipped) > self.max_skipped:
+            why = (f"{len(self.skipped)} steps were non-finite (steps {', '.join(map(str, self.skipped))}; at most "
+                   f"{self.max_skipped} may be skipped)" if len(self.skipped) > self.max_skipped else
+                   "the first step of the run is non-finite" if len(self.skipped) == 1 else
+                   f"the step before was non-finite too (steps {', '.join(map(str, self.skipped))})")
+            raise NumericsError(f"step {step}: {what}; {why}, so the run stops. Check the model's weights, the "
+                                "engine, lr and max_grad_norm; checkpoints already written are kept.")
         print(f"warning: step {step}: {what}; the update was skipped ({len(self.skipped)} of at most "
               f"{self.max_skipped} skipped steps)", file=sys.stderr, flush=True)
         return False
