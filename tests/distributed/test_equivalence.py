@@ -31,7 +31,7 @@ def write_config(tmp: Path, model: Path, name: str, devices: str, lora_rank: int
     return write_toy_config(
         tmp / f"{name}.toml", model, tmp / "runs", run_name=name,
         backend={"devices": devices, "micro_batch_size": micro_batch},
-        model={"lora_rank": lora_rank, "lora_alpha": 2 * lora_rank}, algorithm={"advantage_mode": "grpo"},
+        model={"lora_rank": lora_rank, "lora_alpha": 2 * lora_rank or 16}, algorithm={"advantage_mode": "grpo"},
         training={"max_steps": STEPS, "batch_size": 4, "max_tokens": 8, "save_every": 1, "keep_checkpoints": 3,
                   "lr": 1e-2 if lora_rank else 1e-3},
         reward={"type": "parity_reward.ParityReward"})

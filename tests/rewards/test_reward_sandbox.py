@@ -104,7 +104,8 @@ def test_killing_the_supervisor_kills_its_busy_workers(scorer) -> None:  # type:
     proc, tag, supervisor = scorer("SIGKILL")
     time.sleep(1.0)
     os.kill(supervisor, signal.SIGKILL)  # PR_SET_PDEATHSIG takes the workers down
-    assert wait_for(lambda: [pid for pid, _ in tagged(tag)] == [proc.pid], 5.0), tagged(tag)
+    # the workers go; the scoring process may stay or stop on the broken pipe, never a worker
+    assert wait_for(lambda: {pid for pid, _ in tagged(tag)} <= {proc.pid}, 5.0), tagged(tag)
     proc.kill()
     proc.wait()
 

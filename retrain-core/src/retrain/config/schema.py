@@ -137,7 +137,7 @@ class SEPAConfig:
                                         "first reaches this; then the gate stays open (sticky).", ge=0, le=1)
     ema_decay: float = opt(0.9, "auto: EMA decay of the execution-uncertainty variance.", ge=0, lt=1)
     warmup: int = opt(10, "auto: steps observed before the EMA is frozen as the reference variance.", ge=0)
-    var_target: float = opt(0.2, "auto: lambda reaches 1 when the variance EMA falls to this fraction of the reference.", gt=0, le=1)
+    var_target: float = opt(0.2, "auto: lambda reaches 1 when the variance EMA falls to this fraction of the reference.", ge=0, lt=1)
 
 
 @dataclass
