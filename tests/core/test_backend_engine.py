@@ -239,3 +239,52 @@ def test_bf16_autocast_runs_bf16_matmuls_over_fp32_weights(tiny_model):
 def test_bf16_autocast_over_bf16_weights_is_off(tiny_model):
     backend, _ = _build(tiny_model, dtype="bfloat16", autocast="bfloat16")
     assert backend.autocast_dtype is None  # GPU default (bf16 weights): the CUDA fast decode path stays on
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_micro_batches_share_one_forward_of_the_common_prefix(tiny_model, lora_rank):
+    """Micro-batches without gradient checkpointing run the prompts' common prefix once per step
+    (SharedPrefix) and still give the whole batch's logprobs and gradients."""
+    from retrain.backends.logprobs import SharedPrefix, causal_lm_parts, common_prefix_len
+
+    backend, engine = _build(tiny_model, lora_rank=lora_rank)
+    prompts = _prompts(backend.tokenizer, ("what is 2+2?", "hi", "x y z", "a longer question here"))
+    r = _rollouts(prompts, engine.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=5)), 2)  # N = 8
+    c = common_prefix_len(prompts)
+    assert c > 0
+    params = [p for p in backend.model.parameters() if p.requires_grad]
+    backend.model.zero_grad()
+    whole, _ = backend.logprobs(r)  # [N, T]
+    (whole * r.mask).sum().backward()
+    expected = [p.grad.clone() for p in params]
+
+    seen = []  # tokens through the embedding, per forward
+    embed = causal_lm_parts(backend.model)[0].get_input_embeddings()
+    hook = embed.register_forward_hook(lambda m, args, out: seen.append(args[0].numel()))
+    backend.model.zero_grad()
+    prefix = SharedPrefix.of(backend.model, r.prompt_ids)
+    parts = []
+    for s in range(0, r.n, 4):  # 2 micro-batches of 2 prompts x 2 samples
+        rows = slice(s, s + 4)
+        lp, _ = backend.logprobs(r, rows, prefix=prefix)
+        (lp * r.mask[rows]).sum().backward()
+        parts.append(lp.detach())
+    prefix.backward()
+    hook.remove()
+    assert seen[0] == c and c not in seen[1:]  # the prefix ran once, first; then suffixes and completions only
+    assert torch.allclose(torch.cat(parts), whole.detach(), atol=1e-6)
+    for p, g in zip(params, expected):
+        assert torch.allclose(p.grad, g, atol=1e-5, rtol=1e-4)
+
+
+def test_a_micro_batched_step_equals_the_whole_batch_step(tiny_model):
+    results = []
+    for options in ({}, {"micro_batch_size": 2}):
+        backend, engine = _build(tiny_model, **options)
+        prompts = _prompts(backend.tokenizer)
+        r = _rollouts(prompts, engine.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=4)), 2)
+        adv = torch.linspace(-1, 1, r.n).unsqueeze(1).expand_as(r.mask)  # [N, T]
+        results.append(backend.train_step(r, adv))
+    m1, m2 = results
+    assert m1["loss/policy"] == pytest.approx(m2["loss/policy"], abs=1e-6)
+    assert m1["train/grad_norm"] == pytest.approx(m2["train/grad_norm"], rel=1e-5)

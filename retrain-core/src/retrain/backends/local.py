@@ -95,6 +95,34 @@ def check_updates_survive(params: list[Any], lr: float, dtype: Any, where: str) 
             f"bf16 speed), LoRA ([model] lora_rank > 0), or lr >= {needed:.1e}.")
 
 
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def write_numerics(run_dir: Path, device: str, dtype: Any, autocast: Any) -> dict[str, Any]:
+    """``<run dir>/numerics.json``: what decides the run's floating-point results beyond the config and
+    the seed (docs/training.md, Reproducibility): versions, device, CPU kernel set, torch threads."""
+    import json
+
+    import torch
+    import transformers
+
+    info = {"torch": torch.__version__, "transformers": transformers.__version__, "device": device,
+            "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else _cpu_name(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_threads": torch.get_num_threads(), "dtype": str(dtype).removeprefix("torch."),
+            "autocast": str(autocast).removeprefix("torch.") if autocast is not None else "none"}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "numerics.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
 def model_source(name: str) -> tuple[str, str | None]:
     """(path or hub id, gguf file name or None), via ``retrain.models`` when it is installed."""
     try:
@@ -121,7 +149,8 @@ class LocalBackend:
 
     def __init__(self, devices: str = "auto", dtype: str = "auto", autocast: str = "none",
                  gradient_checkpointing: bool = False,
-                 logprob_chunk: int = 1024, micro_batch_size: int = 0, ctx: RunContext | None = None) -> None:
+                 logprob_chunk: int = 1024, micro_batch_size: int = 0, threads: int = 0,
+                 ctx: RunContext | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -130,6 +159,8 @@ class LocalBackend:
         cfg = ctx.config
         self.cfg = cfg
         self.device = resolve_device(devices)
+        if threads > 0:
+            torch.set_num_threads(threads)
         self.dtype = resolve_dtype(dtype, self.device, full_finetune=cfg.model.lora_rank == 0)
         mixed = None if autocast == "none" else resolve_dtype(autocast, self.device)
         self.autocast_dtype = None if mixed == self.dtype else mixed  # bf16 weights (GPU default): nothing to do
@@ -175,6 +206,8 @@ class LocalBackend:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
         ctx.tokenizer = self.tokenizer
+        if ctx.run_dir is not None:
+            write_numerics(Path(ctx.run_dir), self.device, self.dtype, self.autocast_dtype)
 
     def compute_context(self) -> Any:
         """``torch.autocast`` for ``[backend] autocast`` (forward passes of trainer and engine), else a no-op."""
@@ -188,8 +221,9 @@ class LocalBackend:
 
     # -- logprobs -------------------------------------------------------------------------------
     def logprobs(self, rollouts: Rollouts, rows: slice | None = None, with_entropy: bool = False,
-                 model: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Trainer logprobs [n, T] of the sampled tokens at the sampling temperature (grad if enabled)."""
+                 model: Any = None, prefix: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Trainer logprobs [n, T] of the sampled tokens at the sampling temperature (grad if enabled).
+        ``prefix``: the step's common prompt prefix, already run (``SharedPrefix``; micro-batches)."""
         from retrain.backends.logprobs import completion_logprobs
 
         rows = rows or slice(0, rollouts.n)
@@ -199,7 +233,7 @@ class LocalBackend:
             return completion_logprobs(
                 model if model is not None else self.model, rollouts.prompt_ids[rows],
                 rollouts.completion_ids[rows], rollouts.mask[rows], pad_id=self.tokenizer.pad_token_id,
-                temperature=self.temperature, chunk=self.logprob_chunk, with_entropy=with_entropy)
+                temperature=self.temperature, chunk=self.logprob_chunk, with_entropy=with_entropy, prefix=prefix)
 
     def token_entropy(self, rollouts: Rollouts) -> torch.Tensor:
         """Shannon entropy [N, T] of the trainer's distribution at the sampling temperature (0 off-mask)."""
@@ -250,10 +284,16 @@ class LocalBackend:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         tot = {"policy": 0.0, "kl": 0.0, "clip": 0.0, "mm_kl": 0.0, "mm_abs": 0.0, "ratio": 0.0, "objective": 0.0}
+        prefix = None
+        if mb < n and self.dist is None:  # micro-batches share one forward of the prompts' common prefix
+            from retrain.backends.logprobs import SharedPrefix
+
+            with self.compute_context():
+                prefix = SharedPrefix.of(self.model, rollouts.prompt_ids)
         for s in range(0, n, mb):
             rows = slice(s, min(n, s + mb))
             mask = mask_all[rows]
-            lp, _ = self.logprobs(rollouts, rows)  # [n, T]
+            lp, _ = self.logprobs(rollouts, rows, prefix=prefix)  # [n, T]
             engine_lp = engine_lp_all[rows]  # [n, T]
             if importance_correction:
                 old, w = lp.detach(), truncated_is_weight(lp, engine_lp, a.tis_cap)
@@ -277,6 +317,8 @@ class LocalBackend:
             tot["objective"] += sums.objective
             tot["mm_kl"] += mm["mismatch/kl"] * k
             tot["mm_abs"] += mm["mismatch/abs_logprob_delta"] * k
+        if prefix is not None:
+            prefix.backward()  # the micro-batches' summed gradient through the one prefix forward
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.dist is not None:
             self.dist.reduce_gradients(params)  # LoRA replicated: one all-reduce; FSDP2: already reduced

@@ -110,21 +110,22 @@ def token_stats(hidden: torch.Tensor, targets: torch.Tensor, head: Any, temperat
 
 def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids: torch.Tensor,
                         mask: torch.Tensor, *, pad_id: int, temperature: float, chunk: int,
-                        with_entropy: bool = False,
-                        common_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        with_entropy: bool = False, common_prefix: bool = True,
+                        prefix: SharedPrefix | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs [N, T] (and entropy [N, T]) of the completion tokens where mask is 1
     (0 elsewhere), from one forward of ``model``. ``common_prefix=False``: no separate forward of
-    the prompts' common prefix (FSDP2 runs, whose layers reshard between forwards)."""
+    the prompts' common prefix (FSDP2 runs, whose layers reshard between forwards). ``prefix``: the
+    step's common prefix, already run (micro-batches share it: ``SharedPrefix``)."""
     import torch
 
     device = next(model.parameters()).device
     decoder, head = causal_lm_parts(model)
     n, t = completion_ids.shape
     unique = list(dict.fromkeys(tuple(x) for x in prompt_ids))
-    shared = len(unique) < n or (common_prefix and common_prefix_len([list(x) for x in unique]) > 0)
+    shared = prefix is not None or len(unique) < n or (common_prefix and common_prefix_len([list(x) for x in unique]) > 0)
     if shared and t > 0 and not getattr(decoder, "gradient_checkpointing", False):
         hidden = _shared_prefix_hidden(decoder, unique, prompt_ids, completion_ids, pad_id, device,
-                                       common_prefix)  # [N, T, H]
+                                       common_prefix, prefix)  # [N, T, H]
         targets = completion_ids.to(device)  # [N, T]
     else:
         ids, att, pos, p = pack_rows(prompt_ids, completion_ids, pad_id, device)  # [N, P+T] x3
@@ -153,7 +154,8 @@ def common_prefix_len(prompts: list[list[int]]) -> int:
 
 
 def prefill_prompts(forward: Any, prompts: list[list[int]], pad_id: int, device: Any, cache_kw: str,
-                    common_prefix: bool = True, **kw: Any) -> tuple[Any, Any, torch.Tensor]:
+                    common_prefix: bool = True, prefix: SharedPrefix | None = None,
+                    **kw: Any) -> tuple[Any, Any, torch.Tensor]:
     """Run U prompts into a fresh KV cache, their common prefix once: (output, cache, attention mask [U, C+S]).
 
     Layout: ``[common prefix (C)][left padding][own suffix]`` with position ids counting real
@@ -167,7 +169,13 @@ def prefill_prompts(forward: Any, prompts: list[list[int]], pad_id: int, device:
 
     u, c = len(prompts), common_prefix_len(prompts) if common_prefix else 0
     cache = DynamicCache()
-    if c:
+    if prefix is not None:  # run once for the whole step (micro-batches): its K/V as leaves
+        c = len(prefix.ids)
+        if any(x[:c] != prefix.ids or len(x) <= c for x in prompts):
+            raise RuntimeError("shared prefix: a prompt does not start with the step's common prefix")
+        cache = prefix.cache()
+        cache.batch_repeat_interleave(u)  # [1, kvH, C, D] -> [U, kvH, C, D]
+    elif c:
         prefix = torch.tensor([prompts[0][:c]], dtype=torch.long, device=device)  # [1, C]
         forward(input_ids=prefix, position_ids=torch.arange(c, device=device)[None], use_cache=True,
                 **{cache_kw: cache}, **kw)
@@ -181,7 +189,7 @@ def prefill_prompts(forward: Any, prompts: list[list[int]], pad_id: int, device:
 
 def _shared_prefix_hidden(decoder: Any, unique: list[tuple[int, ...]], prompt_ids: list[list[int]],
                           completion_ids: torch.Tensor, pad_id: int, device: Any,
-                          common_prefix: bool = True) -> torch.Tensor:
+                          common_prefix: bool = True, prefix: SharedPrefix | None = None) -> torch.Tensor:
     """Hidden states [N, T, H] before each completion token, with each distinct prompt run once.
 
     The G rows of a group share their prompt: the U distinct prompts go through the decoder once
@@ -197,7 +205,7 @@ def _shared_prefix_hidden(decoder: Any, unique: list[tuple[int, ...]], prompt_id
     rows = torch.tensor([index[tuple(x)] for x in prompt_ids], dtype=torch.long, device=device)  # [N]
     cache_kw = cache_argument(decoder)
     out, cache, att_p = prefill_prompts(decoder, [list(x) for x in unique], pad_id, device, cache_kw,
-                                        common_prefix)
+                                        common_prefix, prefix)
     prompt_h = out.last_hidden_state  # [U, S, H]
     cache.batch_select_indices(rows)  # every layer's K/V: [U, kvH, C+S, D] -> [N, kvH, C+S, D]
     comp = completion_ids.to(device)  # [N, T]
@@ -206,3 +214,60 @@ def _shared_prefix_hidden(decoder: Any, unique: list[tuple[int, ...]], prompt_id
     comp_h = decoder(input_ids=comp, attention_mask=att, position_ids=pos, use_cache=True,
                      **{cache_kw: cache}).last_hidden_state  # [N, T, H]
     return torch.cat([prompt_h[rows, -1:], comp_h[:, :-1]], dim=1)  # [N, T, H]
+
+
+class SharedPrefix:
+    """The prompts' common prefix (system turn, worked examples) run once per optimizer step and
+    shared by its micro-batches.
+
+    Each micro-batch's cache starts from the prefix's K/V as detached leaves; their gradients add
+    up over the micro-batches, and ``backward()`` sends the sum through the one prefix forward:
+    the gradients of a whole-batch forward, with the memory of one micro-batch and without
+    running the prefix once per micro-batch.
+    """
+
+    def __init__(self, decoder: Any, prefix: list[int], device: Any) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        self.ids = list(prefix)
+        cache = DynamicCache()
+        decoder(input_ids=torch.tensor([self.ids], dtype=torch.long, device=device),
+                position_ids=torch.arange(len(self.ids), device=device)[None], use_cache=True,
+                **{cache_argument(decoder): cache})
+        self.kv = [(layer.keys, layer.values) for layer in cache.layers]  # each [1, kvH, C, D], in the graph
+        self.leaves = [(k.detach().requires_grad_(k.requires_grad), v.detach().requires_grad_(v.requires_grad))
+                       for k, v in self.kv]
+
+    @classmethod
+    def of(cls, model: Any, prompt_ids: list[list[int]]) -> SharedPrefix | None:
+        """The common prefix of ``prompt_ids`` run through ``model``'s decoder, or None when there
+        is none (or the decoder recomputes activations: gradient checkpointing)."""
+        decoder, _ = causal_lm_parts(model)
+        unique = [list(x) for x in dict.fromkeys(tuple(x) for x in prompt_ids)]
+        c = common_prefix_len(unique)
+        if c == 0 or getattr(decoder, "gradient_checkpointing", False):
+            return None
+        return cls(decoder, unique[0][:c], next(model.parameters()).device)
+
+    def cache(self) -> Any:
+        """A fresh DynamicCache holding the prefix K/V leaves (one per micro-batch)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for i, (k, v) in enumerate(self.leaves):
+            cache.update(k, v, i)
+        return cache
+
+    def backward(self) -> None:
+        """Backpropagate the micro-batches' summed K/V gradients through the prefix forward."""
+        import torch
+
+        outs, grads = [], []
+        for (k, v), (leaf_k, leaf_v) in zip(self.kv, self.leaves, strict=True):
+            for out, leaf in ((k, leaf_k), (v, leaf_v)):
+                if leaf.grad is not None:
+                    outs.append(out)
+                    grads.append(leaf.grad)
+        if outs:
+            torch.autograd.backward(outs, grads)

@@ -39,6 +39,8 @@ class BackendConfig:
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
     logprob_chunk: int = opt(1024, "Tokens per chunk when computing log-softmax (never a full [N, T, V] fp32 tensor).", ge=1)
     micro_batch_size: int = opt(0, "Rows per forward/backward micro-batch; 0 = whole batch at once.", ge=0)
+    threads: int = opt(0, "CPU threads of torch (0 = torch's default: the physical cores). CPU results depend on it "
+                          "(bf16 matmuls and reductions split by thread): set it to reproduce numbers elsewhere.", ge=0)
 
 
 @dataclass
