@@ -394,6 +394,12 @@ class BackpressureEngine:
 
         return bool(optional(self.engine, Engine, "shares_weights"))
 
+    @property
+    def sample_from_snapshot(self) -> Any:
+        from retrain.protocols import Engine, optional
+
+        return optional(self.engine, Engine, "sample_from_snapshot")
+
     def generate(self, prompt_ids: list[list[int]], params: Any) -> Any:
         return generate_with_backpressure(self.engine, prompt_ids, params, self.controller)  # N rows
 

@@ -74,6 +74,10 @@ class Engine(Protocol):
     shares_weights: bool = False
     #: ``step_metrics()``: the engine's own metrics of the last step (e.g. back pressure's ``backpressure/*``).
     step_metrics: Callable[[], dict[str, float]] = no_metrics
+    #: ``sample_from_snapshot()``: from now on sample from a private copy of the policy, refreshed by each
+    #: ``sync``, so the trainer may update its weights while the engine samples (``[training] max_staleness``
+    #: > 0). Only engines that read the trainer's tensors in-process need it (the pytorch engine).
+    sample_from_snapshot: Callable[[], None] | None = None
 
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
         """B prompts -> N = B*n rows, groups contiguous."""

@@ -101,6 +101,10 @@ class TrainingConfig:
     seed: int = opt(42, "Seed for data order, sampling and initialisation.", ge=0)
     save_every: int = opt(50, "Checkpoint every N steps (0 = only at the end).", ge=0)
     keep_checkpoints: int = opt(2, "Keep the last K checkpoints.", ge=1)
+    max_staleness: int = opt(0, "Policy versions a training batch may lag the trainer: 0 = synchronous (sample, then "
+                                "train); 1 = one-step-off asynchronous (batch k+1 is sampled from the previous "
+                                "weights while step k trains; docs/training.md, \"Asynchronous training\").",
+                             ge=0, le=1)
 
 
 @dataclass

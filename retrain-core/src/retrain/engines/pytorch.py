@@ -157,6 +157,27 @@ class PytorchEngine:
                               "needs a backend that holds one (the `local` backend); use an openai/vllm engine otherwise.")
         self.backend = ctx.backend
         self.version = self.backend.version
+        self.snapshot: Any = None  # asynchronous schedules: the policy copy it samples from (sample_from_snapshot)
+        self._snapshot_pairs: list[tuple[Any, Any]] = []  # (snapshot tensor, trainer tensor) refreshed by sync
+
+    def sample_from_snapshot(self) -> None:
+        """From now on sample from a private copy of the policy, refreshed by each :meth:`sync`.
+
+        For ``[training] max_staleness`` > 0: the optimizer changes the trainer's weights in place
+        while the next batch is sampled. Frozen tensors (a LoRA run's base weights) are shared,
+        not copied: the copy costs the trained weights once more (the adapter; all of them when
+        fully fine-tuning).
+        """
+        import copy
+
+        model = self.backend.model
+        frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
+        self.snapshot = copy.deepcopy(model, frozen).eval()
+        pairs = zip(self.snapshot.named_parameters(), model.named_parameters(), strict=True)
+        self._snapshot_pairs = [(s, p) for (sn, s), (n, p) in pairs if p.requires_grad and sn == n]
+        if len(self._snapshot_pairs) != sum(p.requires_grad for p in model.parameters()):
+            raise RuntimeError("pytorch engine: the policy snapshot does not mirror the trainer's parameters")
+        self.snapshot.requires_grad_(False)
 
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
         """B prompts -> N = B*n rows (groups contiguous), sampled with a KV cache in one batch."""
@@ -167,6 +188,8 @@ class PytorchEngine:
         model, tok = self.backend.model, self.backend.tokenizer
         if getattr(self.backend, "sampling_model", None) is not None:  # FSDP: a full replica (retrain.distributed)
             model = self.backend.sampling_model
+        if self.snapshot is not None:  # asynchronous schedule: the policy as of the last sync
+            model = self.snapshot
         check_context(model, prompt_ids, params.max_tokens)  # a too-long prompt: one line, not a huge allocation
         rows = [list(p) for p in prompt_ids for _ in range(params.n)]
         offset = getattr(params, "row_offset", None)  # distributed: first global prompt of this batch
@@ -193,9 +216,14 @@ class PytorchEngine:
                           texts=texts, policy_version=self.version, entropy=d.entropy)
 
     def sync(self, backend: Any, version: int) -> None:
-        """Nothing to copy (same weights in memory); records the policy version."""
+        """Records the policy version; nothing to copy (same weights in memory) unless sampling from a snapshot."""
+        import torch
+
         if backend is not self.backend:
             raise RuntimeError("pytorch engine: sync from a different backend than the one it samples from")
+        with torch.no_grad():
+            for copy_, trained in self._snapshot_pairs:
+                copy_.copy_(trained)
         self.version = version
 
     def close(self) -> None:

@@ -16,7 +16,8 @@ The options are objects, chosen once when the parts are built: ``shards`` is the
 plan (identity) or torchrun's whole groups per rank; ``episodes`` renders prompts for the engine
 (wrapped in back pressure's chunking when enabled) or lets the environment run its episodes.
 A step is two halves, :func:`collect_rollouts` (sampling, scoring) and :func:`learn` (credit,
-update, sync), so a schedule that overlaps them (asynchronous RL) replaces only :func:`train_step`.
+update, sync), so a schedule that overlaps them (asynchronous RL, ``[training] max_staleness``)
+replaces only :func:`train_step`: ``retrain.train.schedule``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from retrain.errors import RetrainError
 from retrain.protocols import Engine, optional
@@ -74,7 +75,6 @@ def collect_rollouts(ctx: RunContext, parts: Parts, step: int, clock: Clock) -> 
         params = sampling_params(t, step, parts.shards.row_offset(len(tasks)))
         prompt_ids, gen = parts.episodes.run(mine, params)  # B/W prompts, N/W rows
         prompt_ids, gen = parts.shards.gather_generation(prompt_ids, gen)  # every process's rows, global order
-    check_policy_version(gen.policy_version, parts.backend.version)
     rollouts = Rollouts.from_generation(tasks, prompt_ids, gen, t.group_size)  # [N, T] tensors
     with clock("reward"):
         result = parts.shards.score(parts.reward, rollouts)
@@ -84,17 +84,29 @@ def collect_rollouts(ctx: RunContext, parts: Parts, step: int, clock: Clock) -> 
 
 def learn(ctx: RunContext, parts: Parts, step: int, batch: Collected, clock: Clock) -> dict[str, float]:
     """Credit, one optimizer step on this process's rows, new weights to the engine; returns the metrics."""
+    return {**update(ctx, parts, step, batch, clock), **sync_engine(ctx, parts, step, batch, clock)}
+
+
+def update(ctx: RunContext, parts: Parts, step: int, batch: Collected, clock: Clock) -> dict[str, float]:
+    """Credit and one optimizer step on this process's rows; returns credit, loss and guard metrics."""
+    sampled, trained = batch.rollouts.policy_version, parts.backend.version
+    check_policy_version(sampled, trained, ctx.config.training.max_staleness)
     token_adv, credit_metrics = parts.credit.compute(batch.rewards, batch.rollouts, step)  # [N, T]
     with clock("train"):
-        shares = optional(parts.engine, Engine, "shares_weights")  # same weights: no importance correction
+        # same weights, same version: the engine's logprobs are the trainer's; else the truncated IS weight
+        same = optional(parts.engine, Engine, "shares_weights") and sampled == trained
         mine = parts.shards.rows(batch.rollouts, token_adv)  # this process's rows: [N/W, T] x2
-        train_metrics = parts.backend.train_step(*mine, importance_correction=not shares)
+        train_metrics = parts.backend.train_step(*mine, importance_correction=not same)
         train_metrics.update(check_update(ctx, step, batch.rollouts, train_metrics))  # non-finite: skip, bounded
+    return {**credit_metrics, **train_metrics}
+
+
+def sync_engine(ctx: RunContext, parts: Parts, step: int, batch: Collected, clock: Clock) -> dict[str, float]:
+    """The trainer's new weights to the engine, then the engine-vs-trainer logprob check."""
     with clock("sync"):
         parts.engine.sync(parts.backend, parts.backend.version)
-        train_metrics.update(check_sync(ctx, parts.engine, parts.backend, step, batch.rollouts.prompt_ids,
-                                        processes=parts.shards.processes))  # engine vs trainer logprobs
-    return {**credit_metrics, **train_metrics}
+        return check_sync(ctx, parts.engine, parts.backend, step, batch.rollouts.prompt_ids,
+                          processes=parts.shards.processes)
 
 
 def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -102,16 +114,34 @@ def train_step(ctx: RunContext, parts: Parts, step: int) -> tuple[dict[str, floa
     clock = Clock()
     batch = collect_rollouts(ctx, parts, step, clock)
     learned = learn(ctx, parts, step, batch, clock)
+    return step_report(step, batch, learned, clock)
+
+
+def step_report(step: int, batch: Collected, learned: dict[str, float],
+                clock: Clock) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """(metrics, samples) of a step that trained on ``batch``."""
     metrics = {**rollout_metrics(batch.rollouts, batch.rewards, batch.result), **batch.episode_metrics,
                **learned, **clock.metrics(), **throughput(batch.rollouts, clock)}
     return metrics, sample_rows(step, batch.rollouts, batch.rewards)
 
 
-def check_policy_version(sampled: int, trained: int) -> None:
-    """The engine must sample from the weights the trainer holds (on-policy), else training is silently off-policy."""
-    if sampled != trained:
+def check_policy_version(sampled: int, trained: int, max_staleness: int = 0) -> None:
+    """The engine's batch may be at most ``max_staleness`` versions older than the trainer's weights
+    (0: the same weights, on-policy); anything else would train silently further off-policy."""
+    if 0 <= trained - sampled <= max_staleness:
+        return
+    if max_staleness == 0:
         raise RetrainError(f"engine sampled from policy version {sampled}, the trainer is at "
                            f"{trained}: weight sync failed (stale weights would train off-policy).")
+    raise RetrainError(f"engine sampled from policy version {sampled}, the trainer is at {trained}: "
+                       f"{trained - sampled} versions behind, [training] max_staleness = {max_staleness} allows "
+                       f"0 to {max_staleness}: weight sync or the schedule failed (the batch would train further "
+                       "off-policy than configured).")
+
+
+def save_due(t: TrainingConfig, step: int) -> bool:
+    """Whether ``step`` ends in a scheduled checkpoint ([training] save_every, and the last step)."""
+    return bool(t.save_every and step % t.save_every == 0) or step == t.max_steps
 
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -184,13 +214,22 @@ def sample_rows(step: int, rollouts: Rollouts, rewards: Any, limit: int = 8) -> 
 
 
 # -- the outer loop ------------------------------------------------------------------------------------
-def run(ctx: RunContext, parts: Parts, start_step: int, *, should_stop: Callable[[], bool],
+class Schedule(Protocol):
+    """How steps run (``retrain.train.schedule``): one after the other, or overlapping."""
+
+    def step(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]]]: ...
+
+    def close(self) -> None:
+        """Before the last save: nothing may be left half-done."""
+
+
+def run(ctx: RunContext, parts: Parts, start_step: int, *, schedule: Schedule, should_stop: Callable[[], bool],
         save: Callable[[int], None], write_samples: Callable[[list[dict[str, Any]]], None]) -> tuple[int, str]:
     """Steps start_step+1 .. max_steps; evaluation per [eval]; plugins' lifecycle hooks; checkpoints per save_every.
 
     Returns (last completed step, status): "completed"; "interrupted" when ``should_stop()`` turned
     true (Ctrl-C, SIGTERM); "stopped" when a plugin asked (``retrain_stop_run``). Either way the last
-    step is saved.
+    step is saved. ``schedule`` runs each step (``retrain.train.schedule.make_schedule``: [training] max_staleness).
     """
     cfg = ctx.config
     t, ev = cfg.training, cfg.eval
@@ -205,19 +244,20 @@ def run(ctx: RunContext, parts: Parts, start_step: int, *, should_stop: Callable
             status = "interrupted"
             break
         step += 1
-        metrics, samples = train_step(ctx, parts, step)
+        metrics, samples = schedule.step(step)
         if (ev.every and step % ev.every == 0) or (ev.at_end and step == t.max_steps):
             metrics.update(evaluate(ctx, parts, step))
         metrics.update(parts.hooks.after_step(ctx, step, metrics))  # plugins' extra metrics
         log(parts, step, metrics)
         if cfg.logging.samples_every and step % cfg.logging.samples_every == 0:
             write_samples(samples)
-        if (t.save_every and step % t.save_every == 0) or step == t.max_steps:
+        if save_due(t, step):
             save(step)
             last_saved = step
         if stop_requested(ctx, parts, step, metrics) and step < t.max_steps:
             status = "stopped"
             break
+    schedule.close()  # a prefetched batch nothing trained on is dropped, the data cursor rewound to before it
     if step != last_saved:  # interrupted or stopped between scheduled saves
         save(step)
     return step, status

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.train import checkpoint, loop, rundir
 from retrain.train.parts import Parts, build_loggers, build_parts, close_parts
+from retrain.train.schedule import make_schedule
 from retrain.types import RunContext
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
     try:
         parts.hooks.start_run(ctx, start_step)
         with interrupt_flag() as stop:
-            last, status = loop.run(ctx, parts, start_step, should_stop=run.agree(stop.is_set), save=save,
+            last, status = loop.run(ctx, parts, start_step, schedule=make_schedule(ctx, parts),
+                                    should_stop=run.agree(stop.is_set), save=save,
                                     write_samples=write_samples)  # torchrun: every rank stops together
             if status != "completed" or stop.is_set():  # a signal during the last step still says so
                 print(f"{'interrupted' if stop.is_set() else status} after step {last}: checkpoint saved in "
