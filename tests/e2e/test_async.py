@@ -3,11 +3,13 @@
 max_staleness 0 reproduces the synchronous loop bit for bit (numbers recorded from a run of the
 code before the schedule existed); max_staleness 1 learns the copy-digit task like it over 3 seeds;
 every batch is at most one version behind (read back from the logged versions); a checkpoint
-resumes exactly; a stop between checkpoints drops the prefetched batch and rewinds the data cursor.
+resumes exactly; a stop between checkpoints (a plugin's, SIGINT) drops the prefetched batch and
+rewinds the data cursor; a server engine gets batch k+1's requests before version k is pushed.
 """
 
 from __future__ import annotations
 
+import sys
 import types
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from retrain.config import load_config
 from retrain.errors import RetrainError
 from retrain.plugins import load_plugins
 from retrain.testing import read_metrics, read_samples, write_toy_config
+from retrain.testing.runs import signal_after_rows
 from retrain.train.loop import check_policy_version
 from retrain.train.runner import train
 from safetensors.torch import load_file
@@ -167,3 +170,43 @@ def test_the_pytorch_engine_snapshot_shares_frozen_weights_and_moves_only_at_syn
         assert torch.equal(copy[lora], mine[lora]) and engine.version == 1
     finally:
         close_parts(parts)
+
+
+def test_a_server_engine_samples_the_next_batch_during_the_update_and_syncs_after_it(tiny_model, tmp_path):
+    """The openai engine (SGLang flavour, tests/core's fake server: SGLang cannot run on CPU): batch k+1
+    is requested with the adapter of version k-1, and version k is pushed only after that batch is in."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
+    from sglang_fake import FakeSGLangServer
+
+    fake = FakeSGLangServer()
+    try:
+        path = write_toy_config(tmp_path / "server.toml", tiny_model, tmp_path / "runs", run_name="server",
+                                model={"lora_rank": 4}, algorithm={"advantage_mode": "grpo"},
+                                inference={"engine": "openai", "url": f"{fake.url}/v1", "flavour": "sglang",
+                                           "sync_tolerance": 0.0},  # the fake's logprobs are not the model's
+                                training={"max_steps": 4, "batch_size": 2, "group_size": 2, "max_staleness": 1})
+        rows = read_metrics(run(path))
+    finally:
+        fake.close()
+    assert versions_behind(rows) == [0, 1, 1, 1]
+    trace = [f"gen {(b.get('lora_path') or [None])[0]}" if p == "/generate" else f"load {b['lora_name']}"
+             for p, b in fake.calls if p in ("/generate", "/load_lora_adapter")]
+    assert trace == ["gen None"] * 2 + ["gen None"] * 2 + ["load retrain-v1"] + ["gen retrain-v1"] * 2 + \
+        ["load retrain-v2"] + ["gen retrain-v2"] * 2 + ["load retrain-v3", "load retrain-v4"]
+    assert all(r["mismatch/abs_logprob_delta"] > 0 for r in rows)  # trained with the importance weight
+
+
+def test_sigint_mid_run_saves_and_exits_0_and_the_resumed_step_is_on_policy(tiny_model, tmp_path):
+    cfg = config(tmp_path, tiny_model, "long", steps=500, staleness=1)  # only the interrupt saves
+    # SIGINT after 3 rows: a step is training while the batch of the next one is being prefetched
+    code, out, err = signal_after_rows(cfg, tmp_path / "runs" / "long" / "metrics.jsonl", 3)
+    assert code == 0, err[-2000:]
+    assert "interrupted after step" in err
+    run_dir = Path(out.strip().splitlines()[-1])
+    done = read_metrics(run_dir)
+    k = done[-1]["step"]
+    assert versions_behind(done) == [0] + [1] * (k - 1)
+    assert (run_dir / "checkpoints" / f"step_{k}" / "state.pt").is_file()
+    train(load_config(config(tmp_path, tiny_model, "long", steps=k + 2, staleness=1)), load_plugins(),
+          config_path=cfg, resume="latest")
+    assert versions_behind(read_metrics(run_dir)) == [0] + [1] * (k - 1) + [0, 1]  # step k+1 regenerated

@@ -64,3 +64,37 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 def read_samples(run_dir: str | Path) -> list[dict[str, Any]]:
     """The rows of ``RUN_DIR/samples.jsonl``, one per sampled completion."""
     return read_jsonl(Path(run_dir) / "samples.jsonl")
+
+
+#: Runs ``train(config)`` in a child process and prints the run directory (:func:`signal_after_rows`).
+TRAIN_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+from retrain.config import load_config
+from retrain.plugins import load_plugins
+from retrain.train.runner import train
+print(train(load_config(sys.argv[1]), load_plugins(), config_path=Path(sys.argv[1])), flush=True)
+"""
+
+
+def signal_after_rows(config: str | Path, metrics: str | Path, rows: int, signum: int = 2,
+                      timeout: float = 120.0) -> tuple[int, str, str]:
+    """Train ``config`` in a child process, send it ``signum`` (SIGINT) once ``metrics`` has ``rows`` rows;
+    returns (exit code, stdout, stderr). Fails when the run ends before that."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_IN_A_PROCESS, str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics, deadline = Path(metrics), time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= rows:
+            break
+        time.sleep(0.1)
+    if proc.poll() is not None:
+        raise AssertionError(f"the run ended before {rows} metrics rows: {proc.communicate()[1][-2000:]}")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
