@@ -210,3 +210,16 @@ def test_sigint_mid_run_saves_and_exits_0_and_the_resumed_step_is_on_policy(tiny
     train(load_config(config(tmp_path, tiny_model, "long", steps=k + 2, staleness=1)), load_plugins(),
           config_path=cfg, resume="latest")
     assert versions_behind(read_metrics(run_dir)) == [0] + [1] * (k - 1) + [0, 1]  # step k+1 regenerated
+
+
+@pytest.mark.parametrize("devices", ["cpu:2", "gpu:0,1"])
+def test_several_processes_with_max_staleness_1_is_a_config_error(tiny_model, tmp_path, devices):
+    from retrain.errors import ConfigError
+
+    path = write_toy_config(tmp_path / "d.toml", tiny_model, backend={"devices": devices},
+                            training={"max_staleness": 1})
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == (f'{path}: [training] max_staleness = 1 with [backend] devices = "{devices}" (2 '
+                            "processes): asynchronous training runs in one process; set max_staleness = 0, or "
+                            "train on one device.")

@@ -173,6 +173,12 @@ def _check_values(cfg: Config) -> None:
     if bp.min_batch > bp.max_batch:
         raise ConfigError(f"{src}: [backpressure] min_batch = {bp.min_batch} is above max_batch = {bp.max_batch}.")
     check_devices(cfg.backend.devices, f"{src}: [backend] devices")
+    kind, _, rest = cfg.backend.devices.partition(":")
+    processes = int(rest) if kind == "cpu" and rest.isdigit() else len(rest.split(",")) if rest else 1
+    if t.max_staleness > 0 and processes > 1:
+        raise ConfigError(f'{src}: [training] max_staleness = {t.max_staleness} with [backend] devices = '
+                          f'"{cfg.backend.devices}" ({processes} processes): asynchronous training runs in one '
+                          "process; set max_staleness = 0, or train on one device.")
 
 
 #: [data] keys that only source = "hf" reads, and the built-in sources that would ignore them.
