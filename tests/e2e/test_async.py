@@ -223,3 +223,22 @@ def test_several_processes_with_max_staleness_1_is_a_config_error(tiny_model, tm
     assert str(e.value) == (f'{path}: [training] max_staleness = 1 with [backend] devices = "{devices}" (2 '
                             "processes): asynchronous training runs in one process; set max_staleness = 0, or "
                             "train on one device.")
+
+
+def test_a_dropped_prefetch_rewinds_the_back_pressure_controller(tiny_model, tmp_path):
+    """The controller observed the chunks of the dropped batch; the checkpoint must not keep them."""
+    from retrain.train.checkpoint import load_data
+
+    def bp_config(name: str, steps: int) -> Path:
+        return write_toy_config(tmp_path / f"{name}.toml", tiny_model, tmp_path / "runs", run_name=name,
+                                training={"max_steps": steps, "batch_size": 4, "max_staleness": 1},
+                                # a step's 16 rows are below every probe point: one chunk per step, whatever the timings
+                                backpressure={"enabled": True, "min_batch": 16, "max_batch": 64})
+
+    def observed(run_dir: Path) -> list[int]:  # the rows of each chunk the controller timed
+        state = load_data(run_dir / "checkpoints" / "step_2" / "state.pt")
+        return [p for p, _ in state["extra"]["backpressure"]["observations"]]
+
+    stopped = run(bp_config("stopped", 6), plugins=[stop_after(2)])  # step 2 prefetched step 3's batch, dropped
+    assert [r["step"] for r in read_metrics(stopped)] == [1, 2]
+    assert observed(stopped) == [16, 16]  # steps 1 and 2, not the dropped batch
