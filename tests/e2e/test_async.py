@@ -9,6 +9,7 @@ rewinds the data cursor; a server engine gets batch k+1's requests before versio
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 from pathlib import Path
@@ -107,21 +108,23 @@ def stop_after(last: int) -> tuple[str, types.ModuleType]:
     return module.__name__, module
 
 
-def test_resume_is_exact_and_a_stop_between_checkpoints_replays_the_dropped_batch(tiny_model, tmp_path):
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_resume_is_exact_and_a_stop_between_checkpoints_replays_the_dropped_batch(tiny_model, tmp_path, lora_rank):
+    make = functools.partial(config, lora_rank=lora_rank)
     # A: 6 steps, a checkpoint every 3: a step ending in a checkpoint prefetches nothing, so step 4 is on-policy
-    whole = run(config(tmp_path, tiny_model, "whole", steps=6, staleness=1, save_every=3))
+    whole = run(make(tmp_path, tiny_model, "whole", steps=6, staleness=1, save_every=3))
     reference = read_metrics(whole)
     assert versions_behind(reference) == [0, 1, 1, 0, 1, 1]
 
     # B: 3 steps, then --resume latest up to 6: the same metrics and weights as A
-    config(tmp_path, tiny_model, "part", steps=3, staleness=1, save_every=3)
+    make(tmp_path, tiny_model, "part", steps=3, staleness=1, save_every=3)
     part = run(tmp_path / "part.toml")
-    resumed = run(config(tmp_path, tiny_model, "part", steps=6, staleness=1, save_every=3), resume="latest")
+    resumed = run(make(tmp_path, tiny_model, "part", steps=6, staleness=1, save_every=3), resume="latest")
     assert resumed == part and stable(read_metrics(resumed)) == stable(reference)
     assert_same_weights(whole / "checkpoints" / "step_6", resumed / "checkpoints" / "step_6")
 
     # C: no scheduled checkpoint; a plugin stops it after step 3, while the batch of step 4 was prefetched
-    stopped = run(config(tmp_path, tiny_model, "stopped", steps=6, staleness=1), plugins=[stop_after(3)])
+    stopped = run(make(tmp_path, tiny_model, "stopped", steps=6, staleness=1), plugins=[stop_after(3)])
     assert [r["step"] for r in read_metrics(stopped)] == [1, 2, 3]
     assert (stopped / "checkpoints" / "step_3" / "state.pt").is_file()
     # resumed, step 4 samples the same tasks again (the cursor was rewound) from the saved weights: like A
