@@ -12,10 +12,10 @@ squares, and moves the batch to ``margin * p*``, never above what the KV cache f
 (:func:`kv_cache_max_concurrency`) nor ``max_batch``; changes smaller than ``hysteresis``
 (relative) are ignored so the batch does not flap with measurement noise.
 
-Fitting (pure Python, no numpy/scipy): p / X = a + b (p - 1) + c p (p - 1) is linear in
-a = 1/lam, b = sigma/lam, c = kappa/lam, so an ordinary least-squares solve gives a start; a few
-damped Gauss-Newton (Levenberg-Marquardt) steps then minimise the *relative* residuals
-(X_model - X) / X of the original curve, with sigma kept in [0, 1) and kappa >= 0.
+Fitting (numpy): p / X = a + b (p - 1) + c p (p - 1) is linear in a = 1/lam, b = sigma/lam,
+c = kappa/lam, so ``numpy.linalg.lstsq`` gives a start; a few damped Gauss-Newton
+(Levenberg-Marquardt) steps then minimise the *relative* residuals (X_model - X) / X of the
+original curve, with sigma kept in [0, 1) and kappa >= 0.
 
 How the loop uses it: :class:`BackpressureEngine` wraps the run's engine; its ``generate`` makes
 the N = B*G rows of a step in chunks of ``controller.next_batch()`` rows (its generation
@@ -55,31 +55,8 @@ def usl(p: float, lam: float, sigma: float, kappa: float) -> float:
     return lam * p / (1.0 + sigma * (p - 1.0) + kappa * p * (p - 1.0))
 
 
-def _solve3(a: list[list[float]], b: list[float]) -> list[float] | None:
-    """Solve a 3x3 system by Gaussian elimination with partial pivoting; None if singular."""
-    m = [row[:] + [rhs] for row, rhs in zip(a, b)]
-    n = 3
-    for col in range(n):
-        piv = max(range(col, n), key=lambda r: abs(m[r][col]))
-        if abs(m[piv][col]) < 1e-300:
-            return None
-        m[col], m[piv] = m[piv], m[col]
-        for r in range(col + 1, n):
-            f = m[r][col] / m[col][col]
-            for k in range(col, n + 1):
-                m[r][k] -= f * m[col][k]
-    x = [0.0] * n
-    for r in reversed(range(n)):
-        x[r] = (m[r][n] - sum(m[r][k] * x[k] for k in range(r + 1, n))) / m[r][r]
-    return x
-
-
 def _clamp_params(lam: float, sigma: float, kappa: float) -> tuple[float, float, float]:
-    return max(lam, 1e-12), min(max(sigma, 0.0), 1.0 - 1e-9), max(kappa, 0.0)
-
-
-def _rel_residuals(ps: list[float], xs: list[float], lam: float, sigma: float, kappa: float) -> list[float]:
-    return [(usl(p, lam, sigma, kappa) - x) / x for p, x in zip(ps, xs)]
+    return max(float(lam), 1e-12), min(max(float(sigma), 0.0), 1.0 - 1e-9), max(float(kappa), 0.0)
 
 
 def fit_usl(points: list[tuple[float, float]], iterations: int = 50) -> USLFit:
@@ -89,62 +66,49 @@ def fit_usl(points: list[tuple[float, float]], iterations: int = 50) -> USLFit:
     >>> f = fit_usl(pts); round(f.sigma, 4), round(f.kappa, 5)
     (0.05, 0.001)
     """
+    import numpy as np
+
     pts = [(float(p), float(x)) for p, x in points if p > 0 and x > 0]
     if len({p for p, _ in pts}) < 3:
         raise ValueError(f"fit_usl needs throughput at >= 3 distinct concurrencies, got {sorted({p for p, _ in pts})}")
-    ps = [p for p, _ in pts]
-    xs = [x for _, x in pts]
+    ps, xs = np.array([p for p, _ in pts]), np.array([x for _, x in pts])  # [n], [n]
 
-    # 1) Linearised start: y = p/X = a + b (p-1) + c p (p-1), weighted by X/p so that the
-    #    residual is relative to X (y * X/p = 1 at an exact fit).
-    ata = [[0.0] * 3 for _ in range(3)]
-    aty = [0.0] * 3
-    for p, x in zip(ps, xs):
-        w = x / p
-        row = [w, w * (p - 1.0), w * p * (p - 1.0)]
-        y = w * p / x  # == 1
-        for i in range(3):
-            aty[i] += row[i] * y
-            for j in range(3):
-                ata[i][j] += row[i] * row[j]
-    sol = _solve3(ata, aty)
-    if sol is not None and sol[0] > 0:
-        a, b, c = sol
+    # 1) Linearised start: p/X = a + b (p-1) + c p (p-1), each row weighted by X/p so that the
+    #    residual is relative to X (the weighted target is 1 at an exact fit).
+    w = xs / ps  # [n]
+    design = np.stack([w, w * (ps - 1.0), w * ps * (ps - 1.0)], axis=1)  # [n, 3]
+    (a, b, c), *_ = np.linalg.lstsq(design, np.ones_like(ps), rcond=None)
+    if np.isfinite([a, b, c]).all() and a > 0:
         lam, sigma, kappa = _clamp_params(1.0 / a, b / a, c / a)
     else:  # degenerate: start from "linear scaling at the best per-sequence rate"
-        lam, sigma, kappa = max(x / p for p, x in zip(ps, xs)), 0.0, 0.0
+        lam, sigma, kappa = float(w.max()), 0.0, 0.0
 
     # 2) Projected Levenberg-Marquardt on relative residuals of the original curve.
-    def cost(params: tuple[float, float, float]) -> float:
-        return sum(r * r for r in _rel_residuals(ps, xs, *params))
+    def residuals(params: tuple[float, float, float]) -> np.ndarray:
+        lam, sigma, kappa = params
+        return (lam * ps / (1.0 + sigma * (ps - 1.0) + kappa * ps * (ps - 1.0)) - xs) / xs  # [n]
 
     params = (lam, sigma, kappa)
-    best = cost(params)
+    best = float(residuals(params) @ residuals(params))
     damping = 1e-3
     for _ in range(iterations):
         lam, sigma, kappa = params
-        jtj = [[0.0] * 3 for _ in range(3)]
-        jtr = [0.0] * 3
-        for p, x in zip(ps, xs):
-            d = 1.0 + sigma * (p - 1.0) + kappa * p * (p - 1.0)
-            model = lam * p / d
-            r = (model - x) / x
-            # d(model)/d(lam, sigma, kappa), divided by x (relative residual)
-            jac = [p / d / x, -model * (p - 1.0) / d / x, -model * p * (p - 1.0) / d / x]
-            for i in range(3):
-                jtr[i] += jac[i] * r
-                for j in range(3):
-                    jtj[i][j] += jac[i] * jac[j]
+        d = 1.0 + sigma * (ps - 1.0) + kappa * ps * (ps - 1.0)  # [n]
+        model = lam * ps / d  # [n]
+        r = (model - xs) / xs  # [n]
+        # d(model)/d(lam, sigma, kappa), divided by X (relative residual)
+        jac = np.stack([ps / d, -model * (ps - 1.0) / d, -model * ps * (ps - 1.0) / d], axis=1) / xs[:, None]  # [n, 3]
+        jtj, jtr = jac.T @ jac, jac.T @ r  # [3, 3], [3]
         improved = False
         for _ in range(10):
-            lhs = [[jtj[i][j] + (damping * jtj[i][i] if i == j else 0.0) for j in range(3)] for i in range(3)]
-            step = _solve3(lhs, [-g for g in jtr])
-            if step is None:
+            try:
+                step = np.linalg.solve(jtj + damping * np.diag(np.diag(jtj)), -jtr)  # [3]
+            except np.linalg.LinAlgError:
                 break
-            trial = _clamp_params(lam + step[0], sigma + step[1], kappa + step[2])
-            c = cost(trial)
-            if c < best:
-                params, best, improved = trial, c, True
+            trial = _clamp_params(lam + float(step[0]), sigma + float(step[1]), kappa + float(step[2]))
+            cost = float(residuals(trial) @ residuals(trial))
+            if cost < best:
+                params, best, improved = trial, cost, True
                 damping = max(damping / 3.0, 1e-12)
                 break
             damping *= 10.0
@@ -283,7 +247,8 @@ class BackpressureController:
         if self.fit is None:
             return None
         peak = self.fit.peak
-        raw = self.upper if math.isinf(peak) else int(math.floor(self.margin * peak))
+        # floor with a hair of tolerance: a fit landing at 54.9999999 for an exact peak of 55 keeps 55
+        raw = self.upper if math.isinf(peak) else int(math.floor(self.margin * peak + 1e-6))
         return max(self.min_batch, min(self.upper, raw))
 
     def _refit(self) -> None:
