@@ -54,6 +54,7 @@ def test_nothing_points_outside_the_repository():
     files = [*repo.glob("retrain-core/src/**/*.py"), *repo.glob("plugins/*/src/**/*.py"), *repo.glob("docs/*.md"),
              *repo.glob("*.md"), *repo.glob("plugins/*/README.md")]
     assert len(files) > 50
-    offenders = [f"{f.relative_to(repo)}: {needle}" for f in files for needle in ("DESIGN section", "../shared")
-                 if needle in f.read_text()]
+    # the needles are built, so this file does not itself hold the references it looks for
+    needles = ("DESIGN" + " section", ".." + "/shared")
+    offenders = [f"{f.relative_to(repo)}: {needle}" for f in files for needle in needles if needle in f.read_text()]
     assert offenders == []
