@@ -7,7 +7,7 @@
 #   2. bash benchmarks/ablation/run_h200.sh b      carry [".bench/ablation/b", ".whl"]     (~9.5 min)
 #   3. bash benchmarks/ablation/run_h200.sh more   carry [".whl"]                          (~9.5 min; repeat
 #      until it prints "campaign complete")
-# Call 2 assembles the model, installs what is missing and starts the campaign, 10 runs at a time
+# Call 2 assembles the model, installs what is missing and starts the campaign, all 20 runs at once
 # on the one GPU; every call stops the campaign before the 10-minute limit with SIGINT (each run
 # finishes its step and checkpoints) and resumes it in the next call (the campaign folder lives
 # in /tmp while the machine stays warm; a fresh machine starts again at call 1).
@@ -16,7 +16,8 @@
 # status.txt. Build the tables: python benchmarks/ablation/build_results.py ablation-runs.tar.gz
 set -uo pipefail
 phase=${1:?usage: run_h200.sh a|b|more}
-budget=${ABLATION_SECONDS:-540}    # campaign seconds in one call (limit 600 s, minus packing)
+start=$(date +%s)
+budget=${ABLATION_SECONDS:-530}    # seconds of this call until the campaign is stopped (limit 600 s, minus packing)
 root=/tmp/ablation
 mkdir -p "$root"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 RETRAIN_CACHE_DIR=$root/cache PYTHONPATH=/tmp/site
@@ -43,6 +44,10 @@ if [ "$phase" = b ]; then
   t0=$(date +%s)
   python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))" || exit 1
   echo "GGUF conversion: $(( $(date +%s) - t0 )) s"
+  # the addition anchor (issue 17.4) first, alone on the GPU: a plain GRPO loop against retrain's recipe
+  model_dir=$(python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))")
+  timeout -k 10 240 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --out "$OUT/anchor.json" 2>&1 \
+    | tee "$OUT/anchor.log" | grep -v Warning
 elif [ "$phase" = more ]; then
   [ -f "$root/smollm2.gguf" ] || { echo "error: no model on this machine: start again with phase a"; exit 1; }
   install || exit 1
@@ -54,9 +59,11 @@ fi
 ( while true; do nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits \
     | sed "s/^/$(date +%s), /" >> "$OUT/gpu_mem.csv"; sleep 5; done ) &
 sampler=$!
-timeout -s INT -k 30 "$budget" python3 -m retrain.cli.main examples/ablation.toml \
+left=$(( budget - ($(date +%s) - start) ))
+echo "campaign for $left s"
+timeout -s INT -k 30 "$left" python3 -m retrain.cli.main examples/ablation.toml \
   --set "model.model=\"$root/smollm2.gguf\"" --set "logging.log_dir=\"$root/runs\"" \
-  --set 'logging.loggers=["jsonl"]' --set campaign.max_workers=10 --set campaign.stagger_seconds=2.0
+  --set 'logging.loggers=["jsonl"]' --set campaign.max_workers=20 --set campaign.stagger_seconds=2.0
 rc=$?
 kill $sampler 2>/dev/null
 python3 benchmarks/ablation/pack.py "$root/runs/ablation" "$OUT"
