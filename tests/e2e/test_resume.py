@@ -128,6 +128,27 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tiny_model, tmp_path):
     assert [r["step"] for r in read_metrics(run_dir)] == list(range(1, k + 2))
 
 
+def test_sigint_during_the_first_evaluation_says_nothing_was_saved(tiny_model, tmp_path):
+    """Stopped before step 1 there is no checkpoint: the message must not claim one (a campaign restarts it)."""
+    cfg = write_config(tmp_path / "slow_eval.toml", tiny_model, tmp_path / "runs", steps=5,
+                       eval={"at_start": True, "num_problems": 4000, "max_tokens": 32})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    numerics = tmp_path / "runs" / "run" / "numerics.json"  # written once the run directory is prepared
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not numerics.is_file():
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "interrupted before step 1: no checkpoint (nothing was trained); run the same command again" in err
+    assert "checkpoint saved" not in err
+    assert not (tmp_path / "runs" / "run" / "checkpoints").exists()
+
+
 def test_wandb_offline_and_resume_continue_the_same_run(tiny_model, tmp_path):
     wandb = {"wandb_project": "retrain-test", "wandb_mode": "offline"}
     cfg = write_config(tmp_path / "w.toml", tiny_model, tmp_path / "runs", steps=2, logging=wandb)

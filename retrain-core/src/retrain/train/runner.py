@@ -137,8 +137,13 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
                                     should_stop=run.agree(stop.is_set), save=save,
                                     write_samples=write_samples)  # torchrun: every rank stops together
             if status != "completed" or stop.is_set():  # a signal during the last step still says so
-                print(f"{'interrupted' if stop.is_set() else status} after step {last}: checkpoint saved in "
-                      f"{run_dir / 'checkpoints'}; continue with --resume latest", file=sys.stderr)
+                how = "interrupted" if stop.is_set() else status
+                if last == 0:  # stopped during the first evaluation: nothing trained, nothing saved
+                    print(f"{how} before step 1: no checkpoint (nothing was trained); run the same command "
+                          f"again to start over", file=sys.stderr)
+                else:
+                    print(f"{how} after step {last}: checkpoint saved in {run_dir / 'checkpoints'}; "
+                          f"continue with --resume latest", file=sys.stderr)
     finally:
         try:
             parts.hooks.end_run(ctx, status)  # "failed" while an exception propagates
