@@ -292,3 +292,50 @@ def test_plugins_list_text_matches_the_conventions_layout():
     assert "builtin.advantages  retrain-core" in render_list(reg, show_all=True)
     only_adv = render_list(reg, kind="advantage")
     assert "advantage: grpo, maxrl" in only_adv and "hicra" not in only_adv.split("failed")[0]
+
+
+SHARED_SECTION = '''
+from retrain import hookimpl
+
+
+def shared_backend(alpha: float = 1.0):
+    """A backend reading [shared]."""
+    return ("backend", alpha)
+
+
+def shared_engine(beta: int = 2):
+    """An engine reading [shared] too."""
+    return ("engine", beta)
+
+
+shared_backend.config_section = shared_engine.config_section = "shared"
+
+
+@hookimpl
+def retrain_register_backends(register):
+    register("sb", shared_backend)
+
+
+@hookimpl
+def retrain_register_engines(register):
+    register("se", shared_engine)
+'''
+
+
+def test_a_section_read_by_two_components_is_checked_and_built_like_one():
+    """One check, one message, whether one component reads a section or several; each component is
+    built with the keys it accepts (the other's keys are not 'unknown' to it)."""
+    reg = registry(module("shared", SHARED_SECTION))
+    base = {"backend": {"backend": "sb"}, "inference": {"engine": "se"}}
+    cfg = config_from_dict({**base, "shared": {"alpha": 0.5, "beta": 3}}, source="r.toml")
+    reg.check_config(cfg)
+    ctx = types.SimpleNamespace(config=cfg)
+    assert reg.build("backend", "sb", ctx=ctx) == ("backend", 0.5)
+    assert reg.build("engine", "se", ctx=ctx) == ("engine", 3)
+    typo = config_from_dict({**base, "shared": {"alpah": 0.5}}, source="r.toml")
+    expected = ('r.toml [shared]: unknown option alpah for backend "sb" and engine "se". Did you mean alpha? '
+                "Accepted: alpha, beta.")
+    assert message(reg.check_config, typo) == expected
+    assert message(reg.build, "backend", "sb", ctx=types.SimpleNamespace(config=typo)) == expected
+    wrong = config_from_dict({**base, "shared": {"beta": "x"}}, source="r.toml")
+    assert message(reg.check_config, wrong) == 'r.toml [shared]: beta = "x": expected integer, got string.'

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retrain.components import Component, accepts_ctx, check_option_value, load_dotted
+from retrain.components import Component, accepts_ctx, load_dotted
 from retrain.errors import PluginError, did_you_mean
 from retrain.plugins.info import PluginInfo
 from retrain.plugins.kinds import KINDS, as_factory
-from retrain.plugins.selection import check_config, core_sections
+from retrain.plugins.selection import check_config, check_options, core_sections, section_readers
 
 if TYPE_CHECKING:
     import pluggy
@@ -93,14 +93,18 @@ class Registry:
         comp = self.get(kind, name, where)
         label = KINDS[kind].label
         config = getattr(ctx, "config", None) if ctx is not None else None
-        if options is None and config is not None:
+        from_config = options is None and config is not None
+        if from_config:
             options = config.section(comp.config_section)
             section_label = section_label or f"{config.source} [{comp.config_section}]"
         options = dict(options or {})
         accepted = {o.name for o in comp.options()}
         if config is not None and comp.config_section in core_sections():
             options = {k: v for k, v in options.items() if k in accepted}
-        self.check_options(comp, options, section_label or f'{label} "{comp.name}"')
+        # a section other components read too holds their keys as well: checked as a whole, each built with its own
+        readers = section_readers(self, comp.config_section) if from_config else []
+        check_options(readers if comp in readers else [comp], options, section_label or f'{label} "{comp.name}"')
+        options = {k: v for k, v in options.items() if k in accepted}
         missing = [o.name for o in comp.options() if o.required and o.name not in options]
         if missing:
             raise PluginError(f"{section_label or comp.name}: {label} \"{comp.name}\" needs "
@@ -108,18 +112,6 @@ class Registry:
         if accepts_ctx(comp.factory):
             options["ctx"] = ctx
         return comp.factory(**options)
-
-    def check_options(self, comp: Component, options: dict[str, Any], label: str) -> None:
-        """Unknown option -> error listing the accepted ones; wrong type -> error naming the type."""
-        by_name = {o.name: o for o in comp.options()}
-        for key, value in options.items():
-            if key not in by_name:
-                hint = did_you_mean(key, by_name).replace('"', "")
-                raise PluginError(f"{label}: unknown option {key} for {KINDS[comp.kind].label} "
-                                  f'"{comp.name}".{hint} Accepted: {", ".join(sorted(by_name)) or "none"}.')
-            problem = check_option_value(by_name[key], value)
-            if problem:
-                raise PluginError(f"{label}: {key} {problem}")
 
     def check_config(self, cfg: Any) -> None:
         """Pre-flight of a config against the installed components (see selection.py)."""

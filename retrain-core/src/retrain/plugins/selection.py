@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from retrain.components import Component, check_option_value
+from retrain.components import Component, Option, check_option_value
 from retrain.errors import PluginError, did_you_mean
 from retrain.plugins.kinds import KINDS
 
@@ -46,26 +46,36 @@ def check_config(registry: Selectable, cfg: Any) -> None:
                                 and "none" not in registry.components[kind.name]):
                     continue
                 registry.get(kind.name, name, where=f"{cfg.source} [{section}] {key}")
-    core = core_sections()
     for section, body in cfg.plugin_sections.items():
-        readers = [c for kind, comps in registry.components.items() if kind != "command"
-                   for c in comps.values() if c.config_section == section and section not in core]
-        if not readers or not body:
-            continue
-        if len(readers) == 1:
-            registry.check_options(readers[0], body, f"{cfg.source} [{section}]")
-            continue
-        _check_shared_section(readers, section, body, cfg.source)
+        readers = section_readers(registry, section)
+        if readers and body:
+            check_options(readers, body, f"{cfg.source} [{section}]")
 
 
-def _check_shared_section(readers: list[Component], section: str, body: dict[str, Any], source: str) -> None:
-    """A section several components read: each key must be an option of one of them."""
-    accepted = {o.name: o for c in readers for o in c.options()}
-    for key, value in body.items():
+def section_readers(registry: Selectable, section: str) -> list[Component]:
+    """The components whose options a plugin section holds (none for a core section: the schema
+    checks those), by kind label and name."""
+    if section in core_sections():
+        return []
+    readers = [c for kind, comps in registry.components.items() if kind != "command"
+               for c in comps.values() if c.config_section == section]
+    return sorted(readers, key=lambda c: (KINDS[c.kind].label, c.name))
+
+
+def check_options(readers: list[Component], options: dict[str, Any], label: str) -> None:
+    """Options of a section that ``readers`` read (one component or several): an unknown one is an
+    error listing the accepted ones, a wrong type an error naming the type. The one check for
+    plugin options, at pre-flight (``check_config``) and when a component is built."""
+    accepted: dict[str, Option] = {}
+    for comp in readers:
+        for option in comp.options():
+            accepted.setdefault(option.name, option)
+    for key, value in options.items():
         if key not in accepted:
             hint = did_you_mean(key, accepted).replace('"', "")
-            raise PluginError(f"{source}: unknown key [{section}] {key}.{hint} "
-                              f"Accepted: {', '.join(sorted(accepted))}.")
+            who = " and ".join(f'{KINDS[c.kind].label} "{c.name}"' for c in readers)
+            raise PluginError(f"{label}: unknown option {key} for {who}.{hint} "
+                              f"Accepted: {', '.join(sorted(accepted)) or 'none'}.")
         problem = check_option_value(accepted[key], value)
         if problem:
-            raise PluginError(f"{source} [{section}]: {key} {problem}")
+            raise PluginError(f"{label}: {key} {problem}")
