@@ -4,6 +4,7 @@ auto_install never hands pip an option."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -186,27 +187,33 @@ BAD_RUN_NAMES = ["../../escaped", "/tmp/absolute-run", "a/b", "..", "a\\b"]
 
 
 def run_name_error(source: str, name: str) -> str:
-    return (f'{source} [logging] run_name = "{name}": a run name is one folder name inside [logging] log_dir '
-            '(no "/", "..", or absolute path). Choose the parent folder with [logging] log_dir instead.')
+    shown = json.dumps(name)  # as the TOML value is written: "a\\b"
+    return (f"{source}: [logging] run_name = {shown}: must be one folder name inside [logging] log_dir "
+            '(no "/", "..", or absolute path); choose the parent folder with [logging] log_dir instead.')
 
 
 @pytest.mark.parametrize("name", BAD_RUN_NAMES)
-def test_a_run_name_that_is_a_path_is_refused(tiny_model, tmp_path, name):
+def test_a_run_name_that_is_a_path_is_refused_by_the_config_validator(tiny_model, tmp_path, name):
     from retrain.config import load_config
     from retrain.errors import ConfigError
-    from retrain.train.rundir import resolve_run
 
-    cfg = load_config(write_toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs", run_name=name))
+    path = write_toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs", run_name=name)
     with pytest.raises(ConfigError) as e:
-        resolve_run(cfg, tmp_path / "run.toml", None)
-    assert str(e.value) == run_name_error(cfg.source, name)
+        load_config(path)
+    assert str(e.value) == run_name_error(str(path), name)
+    with pytest.raises(ConfigError) as e:  # a --set override is the same key, checked the same way
+        load_config(write_toy_config(tmp_path / "ok.toml", tiny_model, tmp_path / "runs"), {"logging.run_name": name})
+    assert str(e.value) == run_name_error("--set logging.run_name", name)
 
 
-def test_a_run_name_that_is_a_path_is_one_line_from_the_cli(tiny_model, tmp_path):
+def test_a_run_name_that_is_a_path_is_the_same_line_from_retrain_config_and_the_run(tiny_model, tmp_path):
     cfg = write_toy_config(tmp_path / "run.toml", tiny_model, tmp_path / "runs", run_name="../../escaped")
-    line = one_error_line(run_cli(str(cfg)))
-    assert line == "error: " + run_name_error(str(cfg), "../../escaped")
+    expected = "error: " + run_name_error(str(cfg), "../../escaped")
+    assert one_error_line(run_cli("config", str(cfg))) == expected
+    assert one_error_line(run_cli(str(cfg))) == expected
     assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
+    ok = write_toy_config(tmp_path / "ok.toml", tiny_model, tmp_path / "runs", run_name="my-run.v2")
+    assert 'run_name = "my-run.v2"' in run_cli("config", str(ok)).stdout  # a dotted name is one folder
 
 
 def test_credentials_in_urls_never_reach_the_run_directory_or_the_console(tiny_model, tmp_path):

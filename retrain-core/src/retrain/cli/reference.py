@@ -14,7 +14,7 @@ from typing import Any
 
 from retrain.config import _toml_value
 from retrain.config.schema import SECTIONS, toml_key
-from retrain.config.values import type_name
+from retrain.config.values import Bounds, type_name
 
 #: Sections written active by ``retrain init``; the others are written commented out.
 STARTER_ACTIVE = ("backend", "model", "algorithm", "training", "inference", "data", "reward", "logging", "eval")
@@ -29,7 +29,8 @@ def _default(f: Any) -> Any:
 def _doc(f: Any) -> str:
     """The key's doc line plus its range, as values.check_value enforces it."""
     bounds = f.metadata.get("bounds")
-    return f.metadata.get("doc", "") + (f" Range: {bounds.text()}." if bounds else "")
+    label = "Range:" if isinstance(bounds, Bounds) else "Must be"  # a FolderName: "Must be one folder name ..."
+    return f.metadata.get("doc", "") + (f" {label} {bounds.text()}." if bounds else "")
 
 
 def _rows(section: str) -> list[tuple[str, str, str, str, tuple[str, ...] | None]]:

@@ -11,14 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from retrain.config.values import Bounds
+from retrain.config.values import Bounds, FolderName
 
 
 def opt(default: Any, doc: str, choices: tuple[str, ...] | None = None, *, ge: float | None = None,
-        gt: float | None = None, le: float | None = None, lt: float | None = None, why: str = "") -> Any:
-    """A key: its default, its doc line, and optionally its choices and range (checked by values.py)."""
+        gt: float | None = None, le: float | None = None, lt: float | None = None, why: str = "",
+        folder_in: str = "") -> Any:
+    """A key: its default, its doc line, and optionally its choices, range, or the folder it names
+    one folder inside (``folder_in``); all checked by values.py."""
     ranged = any(b is not None for b in (ge, gt, le, lt))
-    meta = {"doc": doc, "choices": choices, "bounds": Bounds(ge, gt, le, lt, why) if ranged else None}
+    bounds = Bounds(ge, gt, le, lt, why) if ranged else FolderName(folder_in) if folder_in else None
+    meta = {"doc": doc, "choices": choices, "bounds": bounds}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -230,7 +233,8 @@ class LoggingConfig:
     """Run directory and loggers."""
 
     log_dir: str = opt("runs", "Parent folder of run directories.")
-    run_name: str = opt("", "Run directory name ('' = derived from the config file name).")
+    run_name: str = opt("", "Run directory name ('' = derived from the config file name).",
+                        folder_in="[logging] log_dir")
     loggers: list[str] = opt(["jsonl", "console"], "Loggers: jsonl, console, wandb, or plugin names.")
     wandb_project: str = opt("", "wandb project (setting it enables the wandb logger).")
     wandb_entity: str = opt("", "wandb entity.")

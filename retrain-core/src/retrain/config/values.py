@@ -10,8 +10,9 @@ Rules every value follows (docs/config.md "Value checks"):
 - an integer is accepted where a number is expected; a boolean is never a number;
 - numbers must be finite (TOML's ``nan`` and ``inf`` are rejected) and integers must fit in
   64 bits (the TOML specification's range; Python would accept any size);
-- a range, when the key has one, is written as :class:`Bounds` (``opt(..., bounds=Bounds(ge=1))``
-  in schema.py, ``Annotated[float, Bounds(gt=0)]`` on a plugin option).
+- a range, when the key has one, is written as :class:`Bounds` (``opt(..., ge=1)`` in schema.py, ``Annotated[float, Bounds(gt=0)]`` on a plugin option);
+- a folder name (``[logging] run_name``: ``opt(..., folder_in="[logging] log_dir")``) is
+  :class:`FolderName`: one folder, never a path.
 
 Why not pydantic: its messages are multi-line, name Python types ("Input should be a valid
 number, unable to parse string as a number [type=float_parsing, ...]") and it adds ~0.3 s to
@@ -59,6 +60,26 @@ class Bounds:
         if self.le is not None:
             return f"at most {_num(self.le)}"
         return f"< {_num(self.lt)}" if self.lt is not None else "any value"
+
+
+@dataclass(frozen=True)
+class FolderName:
+    """A string that names one folder inside a parent folder, or is empty: ``[logging] run_name``
+    (a path such as ``../x`` or ``/abs`` would write outside ``log_dir``)."""
+
+    parent: str  # the key naming the parent folder, e.g. "[logging] log_dir"
+
+    def problem(self, value: str) -> str:
+        from pathlib import PurePosixPath, PureWindowsPath
+
+        if value and (value in (".", "..") or any(c in value for c in "/\\\0")
+                      or PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute()):
+            return (f'must be one folder name inside {self.parent} (no "/", "..", or absolute path); choose the '
+                    f"parent folder with {self.parent} instead.")
+        return ""
+
+    def text(self) -> str:
+        return f"one folder name inside {self.parent}"
 
 
 def _num(x: float | None) -> str:
@@ -157,7 +178,7 @@ def _out_of_range(value: Any) -> str:
     return ""
 
 
-def check_value(value: Any, tp: Any, bounds: Bounds | None = None) -> tuple[str, Any]:
+def check_value(value: Any, tp: Any, bounds: Bounds | FolderName | None = None) -> tuple[str, Any]:
     """``('', coerced)`` when ``value`` fits ``tp`` (and ``bounds``), else ``(problem, value)``.
 
     A type this checker does not know (a class, a Protocol) passes unchecked: the component
@@ -170,9 +191,11 @@ def check_value(value: Any, tp: Any, bounds: Bounds | None = None) -> tuple[str,
     if problem:
         return problem, value
     bounds = bounds or _unwrap(tp)[1]
-    if bounds is not None and isinstance(coerced, (int, float)) and not isinstance(coerced, bool):
+    if isinstance(bounds, Bounds) and isinstance(coerced, (int, float)) and not isinstance(coerced, bool):
+        problem = bounds.problem(coerced)
+    elif isinstance(bounds, FolderName) and isinstance(coerced, str):
         problem = bounds.problem(coerced)
     return problem, (value if problem else coerced)
 
 
-__all__ = ["Bounds", "check_value", "type_name", "toml_type"]
+__all__ = ["Bounds", "FolderName", "check_value", "type_name", "toml_type"]

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from retrain.errors import ConfigError, RetrainError
+from retrain.errors import RetrainError
 from retrain.train import files
 from retrain.train.checkpoint import PREFIX, list_checkpoints
 from retrain.train.files import atomic_write_text, ends_torn, read_jsonl, write_failed
@@ -35,18 +35,11 @@ SAMPLES = "samples.jsonl"
 
 
 def run_name(cfg: Config, config_path: Path | None) -> str:
-    """``[logging] run_name``, else the config file's stem; always one folder name inside ``log_dir``."""
+    """``[logging] run_name``, else the config file's stem; always one folder name inside ``log_dir``
+    (the config validator refuses a run_name that is a path: values.FolderName)."""
     if cfg.logging.run_name:
-        return check_run_name(cfg.logging.run_name, f"{cfg.source} [logging] run_name")
+        return cfg.logging.run_name
     return Path(config_path).stem if config_path else "run"
-
-
-def check_run_name(name: str, where: str) -> str:
-    """``name`` if it is a plain folder name; a path (``../x``, ``/abs``, ``a/b``) would write outside log_dir."""
-    if name in (".", "..") or "/" in name or "\\" in name or "\0" in name or Path(name).is_absolute():
-        raise ConfigError(f'{where} = "{name}": a run name is one folder name inside [logging] log_dir (no "/", '
-                          '"..", or absolute path). Choose the parent folder with [logging] log_dir instead.')
-    return name
 
 
 def _siblings(parent: Path, name: str) -> list[Path]:
