@@ -48,6 +48,11 @@ if [ "$phase" = b ]; then
   model_dir=$(python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))")
   timeout -k 10 240 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --out "$OUT/anchor.json" 2>&1 \
     | tee "$OUT/anchor.log" | grep -v Warning
+  # issue 18's learning parity (max_staleness 0 vs 1, seeds 1 and 2) beside the campaign: accuracies only, its
+  # times are under the campaign's load
+  # (setsid: it outlives this call; the next call brings parity.json back)
+  setsid timeout -k 10 900 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --parity 1,2 \
+      --out "$root/parity.json" > "$root/parity.log" 2>&1 < /dev/null &
 elif [ "$phase" = more ]; then
   [ -f "$root/smollm2.gguf" ] || { echo "error: no model on this machine: start again with phase a"; exit 1; }
   install || exit 1
@@ -67,5 +72,6 @@ timeout -s INT -k 30 "$left" python3 -m retrain.cli.main examples/ablation.toml 
 rc=$?
 kill $sampler 2>/dev/null
 python3 benchmarks/ablation/pack.py "$root/runs/ablation" "$OUT"
+for f in parity.json parity.log; do [ -f "$root/$f" ] && cp "$root/$f" "$OUT/"; done
 python3 -m retrain.cli.main campaign status "$root/runs/ablation" | tee "$OUT/status.txt"
 if [ $rc -eq 0 ]; then echo "campaign complete"; else echo "campaign stopped (exit $rc): run phase 'more' next"; fi

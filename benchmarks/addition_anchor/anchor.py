@@ -3,6 +3,7 @@ same task, same step budget, same process, same device.
 
     python benchmarks/addition_anchor/anchor.py --model MODEL_DIR [--out result.json]   # the GPU run
     python benchmarks/addition_anchor/anchor.py --tiny                                  # CPU smoke test
+    python benchmarks/addition_anchor/anchor.py --model MODEL_DIR --parity 1,2 [--out p.json]  # issue 18's parity
 
 Task: 2-digit addition, A and B uniform in 10..99, the user message
 ``What is A + B? Put the final answer in \\boxed{}.`` through the model's chat template; reward 1
@@ -154,7 +155,7 @@ def write_tasks(path: Path, train: list[tuple[int, int]], held: list[tuple[int, 
 
 
 def retrain_recipe(model_dir: str, tasks: Path, run_root: Path, *, steps: int, b: int, g: int, tokens: int,
-                   held: int, seed: int, tiny: bool) -> dict[str, float]:
+                   held: int, seed: int, tiny: bool, max_staleness: int = 0, name: str = "retrain") -> dict[str, float]:
     from retrain.campaign import rundir
     from retrain.config import load_config
     from retrain.plugins import load_plugins
@@ -163,13 +164,13 @@ def retrain_recipe(model_dir: str, tasks: Path, run_root: Path, *, steps: int, b
     sets = {**{f"{s}.{k}": v for s, kv in RECIPE.items() for k, v in kv.items()},
             "model.model": model_dir, "training.max_steps": steps, "training.batch_size": b,
             "training.group_size": g, "training.max_tokens": tokens, "training.seed": seed,
-            "training.save_every": 0, "data.source": "jsonl", "data.path": str(tasks),
+            "training.save_every": 0, "training.max_staleness": max_staleness, "data.source": "jsonl", "data.path": str(tasks),
             "reward.type": "math", "reward.fallback": "none", "eval.num_problems": held, "eval.max_tokens": tokens,
-            "logging.log_dir": str(run_root), "logging.run_name": "retrain", "logging.loggers": ["jsonl"]}
+            "logging.log_dir": str(run_root), "logging.run_name": name, "logging.loggers": ["jsonl"]}
     if tiny:
         sets["reward.workers"] = 1
     toml = "".join(f"{k} = {json.dumps(v)}\n" for k, v in sets.items())
-    cfg_path = run_root / "anchor.toml"
+    cfg_path = run_root / f"{name}.toml"
     run_root.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(_nest(toml))
     start = time.perf_counter()
@@ -179,6 +180,7 @@ def retrain_recipe(model_dir: str, tasks: Path, run_root: Path, *, steps: int, b
     evals = [r["eval/pass@1"] for r in rows if "eval/pass@1" in r]
     step_seconds = sum(r.get("time/step", 0.0) for r in rows)
     return {"before": evals[0], "after": evals[-1], "train_seconds": step_seconds, "total_seconds": wall,
+            "max_staleness": max_staleness, "seed": seed,
             "reward_first": next(r["reward/mean"] for r in rows if "reward/mean" in r),
             "reward_last": [r["reward/mean"] for r in rows if "reward/mean" in r][-1]}
 
@@ -193,6 +195,39 @@ def _nest(flat: str) -> str:
     return "".join(f"[{s}]\n" + "\n".join(lines) + "\n\n" for s, lines in sections.items())
 
 
+def setup(args: argparse.Namespace) -> tuple[Path, str, tuple[int, int, int, int, int, float]]:
+    """(scratch folder, model folder, (steps, B, G, tokens, held-out pairs, anchor lr)) of the workload."""
+    import torch
+
+    work = Path(tempfile.mkdtemp(prefix="anchor-"))
+    if args.tiny:
+        from retrain.testing.models import tiny_model_dir
+
+        torch.set_num_threads(1)
+        return work, str(tiny_model_dir(work / "tiny")), (args.steps or 2, 4, 4, 8, 8, 5e-6)
+    from retrain.models import SMOLLM2_ID, resolve_model_source
+
+    model_dir = args.model or resolve_model_source(SMOLLM2_ID).path
+    return work, model_dir, (args.steps or 40, 32, 16, 64, 128, 5e-6)
+
+
+def parity(args: argparse.Namespace, seeds: list[int]) -> dict[str, Any]:
+    """Issue 18's learning parity: retrain's recipe with max_staleness 0 and 1, the same seeds and step budget."""
+    work, model_dir, (steps, b, g, tokens, held_n, _) = setup(args)
+    train_pairs, held = pairs(held_n)
+    tasks = write_tasks(work / "tasks.jsonl", train_pairs, held)
+    runs = [retrain_recipe(model_dir, tasks, work / "runs", steps=steps, b=b, g=g, tokens=tokens, held=held_n,
+                           seed=seed, tiny=args.tiny, max_staleness=k, name=f"staleness{k}-s{seed}")
+            for seed in seeds for k in (0, 1)]
+    for r in runs:
+        print(f"max_staleness {r['max_staleness']} seed {r['seed']}: held-out greedy {100 * r['before']:.1f}% -> "
+              f"{100 * r['after']:.1f}%  steps {r['train_seconds']:.1f} s ({r['total_seconds']:.1f} s in all)")
+    result = {"steps": steps, "B": b, "G": g, "tokens": tokens, "held_out": held_n, "recipe": RECIPE, "runs": runs}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="model folder (the converted SmolLM2 GGUF); default: resolve SmolLM2 offline")
@@ -200,22 +235,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parity", default="", help="learning parity instead (issue 18): retrain's recipe only, for "
+                    "each max_staleness in 0,1 and each seed of this list, e.g. 1,2,3")
     args = ap.parse_args(argv)
+    if args.parity:
+        return parity(args, [int(x) for x in args.parity.split(",") if x])
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    work = Path(tempfile.mkdtemp(prefix="anchor-"))
-    if args.tiny:
-        from retrain.testing.models import tiny_model_dir
-
-        torch.set_num_threads(1)
-        model_dir = str(tiny_model_dir(work / "tiny"))
-        steps, b, g, tokens, held_n, lr = args.steps or 2, 4, 4, 8, 8, 5e-6
-    else:
-        from retrain.models import SMOLLM2_ID, resolve_model_source
-
-        model_dir = args.model or resolve_model_source(SMOLLM2_ID).path
-        steps, b, g, tokens, held_n, lr = args.steps or 40, 32, 16, 64, 128, 5e-6
+    work, model_dir, (steps, b, g, tokens, held_n, lr) = setup(args)
     train_pairs, held = pairs(held_n)
     anchor = plain_grpo(model_dir, train_pairs, held, steps=steps, b=b, g=g, tokens=tokens, lr=lr, device=device,
                         seed=args.seed)

@@ -45,6 +45,16 @@ def test_tiny_mode_runs_both_loops(tmp_path, monkeypatch):
     assert report["problems"][0]["prompt"] == [{"role": "user", "content": f"What is {a} + {b}? Put the final answer in \\boxed{{}}."}]
 
 
+def test_tiny_parity_runs_both_schedules_with_the_same_seeds(tmp_path, monkeypatch):
+    anchor = _anchor()
+    monkeypatch.setattr("tempfile.mkdtemp", lambda prefix="": str(tmp_path))
+    result = anchor.main(["--tiny", "--parity", "3"])
+    assert [(r["max_staleness"], r["seed"]) for r in result["runs"]] == [(0, 3), (1, 3)]
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "staleness1-s3" / "metrics.jsonl").read_text().splitlines()]
+    behind = [r["staleness/mean"] for r in rows if "staleness/mean" in r]
+    assert behind and max(behind) <= 1.0 and behind[-1] == 1.0  # step 2 trained on a batch sampled from version 0
+
+
 def _config(path: Path, model: Path, log_dir: Path, dtype: str, lr: float) -> Path:
     path.write_text(textwrap.dedent(f"""
         [model]

@@ -159,6 +159,7 @@ class PytorchEngine:
         self.version = self.backend.version
         self.snapshot: Any = None  # asynchronous schedules: the policy copy it samples from (sample_from_snapshot)
         self._snapshot_pairs: list[tuple[Any, Any]] = []  # (snapshot tensor, trainer tensor) refreshed by sync
+        self._stream: Any = None  # CUDA, asynchronous schedules: sampling's own stream, beside the trainer's
 
     def sample_from_snapshot(self) -> None:
         """From now on sample from a private copy of the policy, refreshed by each :meth:`sync`.
@@ -170,6 +171,8 @@ class PytorchEngine:
         """
         import copy
 
+        import torch
+
         model = self.backend.model
         frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
         self.snapshot = copy.deepcopy(model, frozen).eval()
@@ -178,6 +181,9 @@ class PytorchEngine:
         if len(self._snapshot_pairs) != sum(p.requires_grad for p in model.parameters()):
             raise RuntimeError("pytorch engine: the policy snapshot does not mirror the trainer's parameters")
         self.snapshot.requires_grad_(False)
+        device = next(model.parameters()).device
+        if device.type == "cuda":  # kernels of the sampler thread must not queue behind the optimizer's
+            self._stream = torch.cuda.Stream(device)
 
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
         """B prompts -> N = B*n rows (groups contiguous), sampled with a KV cache in one batch."""
@@ -198,8 +204,12 @@ class PytorchEngine:
         model.eval()
         compute = getattr(self.backend, "compute_context", contextlib.nullcontext)  # [backend] autocast
         autocast = getattr(self.backend, "autocast_dtype", None) is not None
+        on_stream = contextlib.nullcontext()
+        if self._stream is not None:  # start after the last sync's snapshot copy (queued on the trainer's stream)
+            self._stream.wait_stream(torch.cuda.current_stream(self._stream.device))
+            on_stream = torch.cuda.stream(self._stream)
         try:
-            with torch.no_grad(), compute():
+            with torch.no_grad(), compute(), on_stream:
                 # CUDA fast path (merged LoRA, static KV cache, CUDA graphs): retrain/engines/fast_decode.py.
                 # It computes in the weights' dtype, so autocast runs take the plain path below instead.
                 d = None if autocast else generate_fast(self, model, prompt_ids, params, stop_token_ids(tok, model),

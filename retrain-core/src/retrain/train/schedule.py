@@ -12,7 +12,8 @@ is synced to version k only once that batch is in, so nothing samples from weigh
 
 Step k+1 then trains on a batch one version behind, corrected by the truncated importance weight
 (``retrain.train.loss``) against the engine's sampling logprobs. The pytorch engine samples from a
-snapshot of the policy (``sample_from_snapshot``) refreshed at each sync; server engines (openai,
+snapshot of the policy (``sample_from_snapshot``) refreshed at each sync, on CUDA on a stream of its own so its
+kernels run beside the optimizer's instead of queueing behind them; server engines (openai,
 vllm) sample in their own process and sync by version as before.
 
 Checkpoints: a step that ends in a scheduled checkpoint (``save_every``, the last step) starts
