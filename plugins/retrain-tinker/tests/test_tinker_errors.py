@@ -19,22 +19,34 @@ from retrain.errors import ConfigError  # noqa: E402
 from retrain.plugins import load_plugins  # noqa: E402
 from retrain.prompts import render_prompts  # noqa: E402
 from retrain.run_config import load_run_config  # noqa: E402
-from retrain.train.parts import build_parts  # noqa: E402
+from retrain.train.parts import build_parts, close_parts  # noqa: E402
 from retrain.types import Rollouts, RunContext, SamplingParams  # noqa: E402
 from retrain_tinker.connection import TinkerServiceError  # noqa: E402
 from retrain_tinker.standin.server import Service, serve  # noqa: E402
 from tinker_helpers import KEY, run_config, run_retrain, start_standin  # noqa: E402
 
 
-def parts_for(tmp_path, tiny_model, url):
-    """The run's components, built as `retrain` builds them, on the service at ``url``."""
-    path = run_config(tmp_path / "run.toml", model=tiny_model, url=url, log_dir=tmp_path / "runs", name="e", steps=1)
-    cfg, registry = load_run_config(path)
-    return build_parts(RunContext(config=cfg, registry=registry, config_path=path, run_dir=tmp_path / "runs"))
+@pytest.fixture
+def parts_for(tmp_path, tiny_model):
+    """``parts_for(url)``: the run's components, built as `retrain` builds them, on the service at
+    ``url``; closed at the end of the test as a run closes them (the SDK sessions finish)."""
+    built = []
+
+    def build(url):
+        path = run_config(tmp_path / "run.toml", model=tiny_model, url=url, log_dir=tmp_path / "runs", name="e",
+                          steps=1)
+        cfg, registry = load_run_config(path)
+        built.append(build_parts(RunContext(config=cfg, registry=registry, config_path=path,
+                                            run_dir=tmp_path / "runs")))
+        return built[-1]
+
+    yield build
+    for parts in built:
+        close_parts(parts)
 
 
-def test_a_stale_sampler_is_an_error_and_sync_follows_the_trainer(standin, tiny_model, tmp_path, tinker_key):
-    parts = parts_for(tmp_path, tiny_model, standin)
+def test_a_stale_sampler_is_an_error_and_sync_follows_the_trainer(standin, tinker_key, parts_for):
+    parts = parts_for(standin)
     backend, engine = parts.backend, parts.engine
     tasks = parts.environment.sample(2)
     prompts = render_prompts(backend.cfg, backend.tokenizer, tasks)
@@ -88,10 +100,14 @@ def in_process_standin(tiny_model, tmp_path):
     servers = []
 
     def start(**kwargs):
-        server = serve(Service(str(tiny_model), tmp_path / "state", **kwargs))
+        service = Service(str(tiny_model), tmp_path / "state", **kwargs)
+        server = serve(service)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
+        start.services.append(service)
         return f"http://127.0.0.1:{server.server_address[1]}"
+
+    start.services = []  # the Service of each started stand-in, to inspect
 
     yield start
     for server in servers:
@@ -99,19 +115,19 @@ def in_process_standin(tiny_model, tmp_path):
         server.server_close()
 
 
-def test_a_rejected_key_names_the_variable(in_process_standin, tiny_model, tmp_path, monkeypatch):
+def test_a_rejected_key_names_the_variable(in_process_standin, monkeypatch, parts_for):
     url = in_process_standin(api_key="tml-the-right-one")
     monkeypatch.setenv("TINKER_API_KEY", "tml-a-wrong-one")
     monkeypatch.setenv("TINKER_TELEMETRY", "0")
-    parts = parts_for(tmp_path, tiny_model, url)
+    parts = parts_for(url)
     with pytest.raises(TinkerServiceError, match=r"^tinker: create a LoRA training client on .*: the service at "
                        r"http://127.0.0.1:\d+ rejected the API key in \$TINKER_API_KEY \(401: invalid API key "
                        r"for this stand-in\)\. Check the key"):
         parts.engine.generate([[1, 2]], SamplingParams(n=1, max_tokens=2))
 
 
-def test_an_exhausted_quota_stops_the_step_with_one_line(in_process_standin, tiny_model, tmp_path, tinker_key):
-    parts = parts_for(tmp_path, tiny_model, in_process_standin(quota_steps=1))
+def test_an_exhausted_quota_stops_the_step_with_one_line(in_process_standin, tinker_key, parts_for):
+    parts = parts_for(in_process_standin(quota_steps=1))
     tasks = parts.environment.sample(2)
     prompts = render_prompts(parts.backend.cfg, parts.backend.tokenizer, tasks)
     gen = parts.engine.generate(prompts, SamplingParams(n=4, max_tokens=4, seed=1))
@@ -133,13 +149,14 @@ def test_without_the_plugin_the_names_say_what_to_install():
             registry.get(kind, "tinker", where=f"run.toml [{kind}]")
 
 
-def test_a_service_that_dies_mid_run_is_reported_in_seconds(tiny_model, tmp_path, tinker_key, monkeypatch):
+def test_a_service_that_dies_mid_run_is_reported_in_seconds(tiny_model, tmp_path, tinker_key, monkeypatch,
+                                                            parts_for):
     from retrain_tinker import connection
 
     monkeypatch.setattr(connection, "PROBE_S", 0.5)  # the health probe while waiting (15 s in a run)
     proc, url = start_standin(tiny_model, tmp_path / "state")
     try:
-        parts = parts_for(tmp_path, tiny_model, url)
+        parts = parts_for(url)
         tasks = parts.environment.sample(2)
         prompts = render_prompts(parts.backend.cfg, parts.backend.tokenizer, tasks)
         gen = parts.engine.generate(prompts, SamplingParams(n=4, max_tokens=4))
@@ -153,3 +170,18 @@ def test_a_service_that_dies_mid_run_is_reported_in_seconds(tiny_model, tmp_path
                        r"--resume continues\.$"):
         parts.backend.train_step(rollouts, torch.ones_like(rollouts.mask))
     assert time.monotonic() - started < 15
+
+
+def test_closing_the_parts_finishes_the_service_session(in_process_standin, tiny_model, tmp_path, tinker_key):
+    """A run's end closes the backend, which finishes its SDK session: the SDK's heartbeat thread
+    stops (no "Session heartbeat failed" lines once the service is gone) and the service knows."""
+    url = in_process_standin()
+    service = in_process_standin.services[0]
+    path = run_config(tmp_path / "run.toml", model=tiny_model, url=url, log_dir=tmp_path / "runs", name="e", steps=1)
+    cfg, registry = load_run_config(path)
+    parts = build_parts(RunContext(config=cfg, registry=registry, config_path=path, run_dir=tmp_path / "runs"))
+    parts.engine.generate([[1, 2]], SamplingParams(n=1, max_tokens=2))  # the SDK opens its session on first use
+    assert list(service.sessions.values()) == ["open"]
+    close_parts(parts)
+    assert list(service.sessions.values()) == ["success"]
+    close_parts(parts)  # closing twice is harmless

@@ -37,7 +37,9 @@ def completion_logprobs(client, completion: list[int]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def service(standin):
-    return tinker.ServiceClient(base_url=standin, api_key=KEY)
+    client = tinker.ServiceClient(base_url=standin, api_key=KEY)
+    yield client
+    client.close("success").result(timeout=30)  # finishes the session: the SDK's heartbeat thread stops
 
 
 def test_a_training_step_changes_the_weights_and_the_sampler_follows(service, tiny_model):

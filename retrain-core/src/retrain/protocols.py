@@ -47,6 +47,9 @@ class Backend(Protocol):
 
     # optional (read through optional(); these are the defaults)
     model: Any = None  # the torch module: back pressure's KV-cache memory cap, FSDP sharding under torchrun
+    #: ``close()``: release what the backend holds (a remote service's session, worker processes) at the end
+    #: of the run, after the engine, reward and environment are closed.
+    close: Callable[[], None] = nothing_to_close
 
     def train_step(self, rollouts: Rollouts, token_advantages: torch.Tensor, *,
                    importance_correction: bool = False) -> dict[str, float]:

@@ -191,6 +191,12 @@ class TinkerBackend:
         return self.link.call(f"snapshot the weights of version {self.version} for sampling",
                               client.save_weights_and_get_sampling_client)
 
+    def close(self) -> None:
+        """Finish the service session (end of the run; retrain.train.parts.close_parts)."""
+        service, self.service, self.training = self.service, None, None
+        if service is not None:
+            connection.close_service(service, self.link.url)
+
     # -- checkpoints ----------------------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path) -> None:
         """``save_state`` on the service (weights + optimizer); the tinker:// path goes in ``path/tinker.json``."""

@@ -134,6 +134,33 @@ class Link:
         return self.wait(future, what)
 
 
+#: How long closing waits for the service to finish the session (the SDK would retry for 5 minutes).
+CLOSE_S = 10.0
+
+
+def close_service(service: Any, url: str, status: str = "success") -> None:
+    """Finish the SDK's session on the service (``ServiceClient.close``): the service may free it and
+    the SDK stops its heartbeat thread, which otherwise warns "Session heartbeat failed" every 10 s
+    once the service is gone. A service that is unreachable, refuses, or does not answer within
+    CLOSE_S cannot be told: the SDK's session is then released locally only. Never raises: closing
+    must not hide how the run ended."""
+    try:
+        check_reachable(url, "closing the session", timeout=2.0)
+        service.close(status, detail="retrain closed its backend at the end of the run").result(timeout=CLOSE_S)
+    except Exception:  # noqa: BLE001 - see the docstring: a run's own error (if any) has been reported
+        release_locally(service)
+
+
+def release_locally(service: Any) -> None:
+    """Stop the SDK's heartbeat and connection pools without a request. tinker 0.38 has no public call
+    for it (``ServiceClient.close`` first tells the service, retrying for minutes): its holders' own
+    ``close()`` is used, and nothing happens on an SDK without them."""
+    for name in ("_session_holder", "_rest_holder"):
+        holder = getattr(service, name, None)
+        if holder is not None and callable(getattr(holder, "close", None)):
+            holder.close()
+
+
 def connect(base_url: str, api_key_env: str, timeout: float, where: str) -> tuple[Any, Link]:
     """A ``tinker.ServiceClient`` on a reachable service, and the :class:`Link` to wait on it."""
     key = api_key(api_key_env, where)

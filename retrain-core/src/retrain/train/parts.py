@@ -94,9 +94,11 @@ def build_loggers(ctx: RunContext) -> list[Logger]:
 
 
 def close_parts(parts: Parts) -> None:
-    """Close loggers, then the engine, reward and environment (each that has ``close``)."""
+    """Close loggers, then the engine, reward and environment (each that has ``close``), then the
+    backend (last: the engine may sample through it)."""
     for logger in parts.loggers:
         logger.close()
     parts.engine.close()
     optional(parts.reward, Reward, "close")()
     optional(parts.environment, Environment, "close")()
+    optional(parts.backend, Backend, "close")()

@@ -58,6 +58,7 @@ class Service:
         self.api_key = api_key
         self.quota_steps = quota_steps  # > 0: optim_step answers 402 after this many (to exercise quota errors)
         self.optim_requests = 0
+        self.sessions: dict[str, str] = {}  # session id -> "open", or the finish reason the SDK sent on close
         self.models: dict[str, StandinModel] = {}
         self.samplers: dict[str, Sampler] = {}
         self.futures: dict[str, Future] = {}
@@ -65,6 +66,25 @@ class Service:
         self.work: queue.Queue[tuple[Future, Callable[[], Any]]] = queue.Queue()
         self.worker = threading.Thread(target=self._run, name="tinker-standin-worker", daemon=True)
         self.worker.start()
+
+    # -- sessions --------------------------------------------------------------------------------------
+    def create_session(self) -> dict[str, Any]:
+        session_id = uuid.uuid4().hex[:12]
+        with self.lock:
+            self.sessions[session_id] = "open"
+        return {"type": "create_session", "session_id": session_id}
+
+    def heartbeat(self, session_id: str) -> tuple[int, dict[str, Any]]:
+        """410 for a finished session: the SDK then stops its heartbeat loop, as with the real service."""
+        if self.sessions.get(session_id, "open") != "open":
+            return 410, {"detail": f"session {session_id} is finished"}
+        return 200, {"type": "session_heartbeat"}
+
+    def finish_session(self, session_id: str, reason: str) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            if self.sessions.get(session_id, "open") == "open":  # the first reason wins, as the SDK documents
+                self.sessions[session_id] = reason or "finished"
+        return 200, {}
 
     # -- futures ---------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -243,7 +263,8 @@ ROUTES = {
     ("POST", "/api/v1/client/config"): "client flags",
     ("POST", "/api/v1/client/dynamic_config"): "client flags (refreshed)",
     ("POST", "/api/v1/create_session"): "session",
-    ("POST", "/api/v1/session_heartbeat"): "session heartbeat",
+    ("POST", "/api/v1/session_heartbeat"): "session heartbeat (410 once the session is finished)",
+    ("POST", "/api/v1/sessions/{id}/finish"): "finish a session (ServiceClient.close)",
     ("POST", "/api/v1/telemetry"): "SDK telemetry (accepted, discarded)",
     ("GET", "/api/v1/get_server_capabilities"): "the served base model",
     ("POST", "/api/v1/create_model"): "LoRA training model (future)",
@@ -311,8 +332,8 @@ def route(s: Service, method: str, path: str, raw: bytes) -> tuple[int, Any]:
         ("GET", "/api/v1/healthz"): lambda: {"status": "ok"},
         ("POST", "/api/v1/client/config"): lambda: CLIENT_CONFIG,
         ("POST", "/api/v1/client/dynamic_config"): lambda: {},
-        ("POST", "/api/v1/create_session"): lambda: {"type": "create_session", "session_id": uuid.uuid4().hex[:12]},
-        ("POST", "/api/v1/session_heartbeat"): lambda: {"type": "session_heartbeat"},
+        ("POST", "/api/v1/create_session"): s.create_session,
+        ("POST", "/api/v1/session_heartbeat"): lambda: s.heartbeat(req.get("session_id", "")),
         ("POST", "/api/v1/telemetry"): lambda: {"status": "accepted"},
         ("GET", "/api/v1/get_server_capabilities"): lambda: {"supported_models": [
             {"model_name": s.served_name, "trainable": True, "sampleable": True}]},
@@ -341,6 +362,8 @@ def route(s: Service, method: str, path: str, raw: bytes) -> tuple[int, Any]:
         n = int(req.get("num_samples", 1))
         out = s.submit(lambda: s.sample(req))
         return 200, {**out, "sample_sequence_ids": [f"{out['request_id']}:{i}" for i in range(n)]}
+    if method == "POST" and path.startswith("/api/v1/sessions/") and path.endswith("/finish"):
+        return s.finish_session(path.split("/")[-2], (req.get("reason") or {}).get("type", ""))
     if method == "GET" and path.startswith("/api/v1/samplers/"):
         sampler = s.samplers.get(path.rsplit("/", 1)[-1])
         if sampler is None:
