@@ -80,7 +80,15 @@ def gpu_peaks(csv_path: Path | None) -> dict[int, float]:
     return peaks
 
 
-def build(camp: Path, out: Path, gpu_csv: Path | None) -> str:
+def before_value(run_dir: Path, metric: str, base: dict[str, float] | None) -> float | None:
+    """The held-out value at step 0: the run's own evaluation, else the base model's (``--base-eval``)."""
+    for row in rundir.read_metrics(run_dir):
+        if row.get("step") == 0 and isinstance(row.get(metric), (int, float)):
+            return float(row[metric])
+    return None if base is None else base.get(metric)
+
+
+def build(camp: Path, out: Path, gpu_csv: Path | None, base: dict[str, float] | None = None) -> str:
     runs = discover(camp)
     metrics = [m for m in ("eval/pass@1", "eval/pass@8") if any(first_value(r.run_dir, m) is not None for r in runs)]
     summary = summarize(camp, metrics + ["reward/mean"], baseline=BASELINE)
@@ -97,9 +105,10 @@ def build(camp: Path, out: Path, gpu_csv: Path | None) -> str:
                 cells += ["-", "-", "-"]
                 continue
             mine = [r for r in runs if r.condition == cond and r.seed in v["seeds"]]
-            before = [first_value(r.run_dir, m) for r in mine]
+            before = [before_value(r.run_dir, m, base) for r in mine]
             gains = estimate([a - b for a, b in zip(v["finals"], before, strict=True) if b is not None])
-            cells += [pct(sum(b for b in before if b is not None) / len(before)),
+            known = [b for b in before if b is not None]
+            cells += [pct(sum(known) / len(known)) if known else "-",
                       f"{pct(v['final_mean'])} {ci_pct(v['final_ci95'])}",
                       f"{100 * gains.mean:+.1f} {ci_pct(list(gains.ci95) if gains.ci95 else None)}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -131,10 +140,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source", type=Path, help="ablation-runs.tar.gz or a campaign folder")
     ap.add_argument("--gpu-mem", type=Path, help="gpu_mem.csv from the same device calls")
+    ap.add_argument("--base-eval", type=Path, help="the base model's held-out report (retrain eval --out): step 0 "
+                    "of runs that skipped their own (eval.at_start = false)")
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     args = ap.parse_args()
+    base = json.loads(args.base_eval.read_text())["metrics"] if args.base_eval else None
     with tempfile.TemporaryDirectory() as scratch:
-        print(build(campaign_dir(args.source, Path(scratch)), args.out, args.gpu_mem))
+        print(build(campaign_dir(args.source, Path(scratch)), args.out, args.gpu_mem, base))
 
 
 if __name__ == "__main__":

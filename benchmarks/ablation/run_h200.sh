@@ -12,8 +12,10 @@
 # finishes its step and checkpoints) and resumes it in the next call (the campaign folder lives
 # in /tmp while the machine stays warm; a fresh machine starts again at call 1).
 # Every call leaves in $OUT: ablation-runs.tar.gz (manifest, metrics.jsonl, configs, logs,
-# summary; eval reports without samples), gpu_mem.csv (per-process GPU memory, sampled) and
-# status.txt. Build the tables: python benchmarks/ablation/build_results.py ablation-runs.tar.gz
+# summary; eval reports without samples), gpu_mem.csv (per-process GPU memory, sampled),
+# status.txt, and once they are done base_eval.json (the base model's held-out report, "before"),
+# parity.json (issue 18's max_staleness 0 vs 1), side-logs.tar.gz; call b also anchor.json/.log.
+# Build the tables: python benchmarks/ablation/build_results.py ablation-runs.tar.gz --base-eval base_eval.json
 set -uo pipefail
 phase=${1:?usage: run_h200.sh a|b|more}
 start=$(date +%s)
@@ -47,7 +49,7 @@ if [ "$phase" = b ]; then
   # the addition anchor (issue 17.4) first, alone on the GPU: a plain GRPO loop against retrain's recipe
   model_dir=$(python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))")
   timeout -k 10 240 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --out "$OUT/anchor.json" 2>&1 \
-    | tee "$OUT/anchor.log" | grep -v Warning
+    | tee "$root/anchor.log" | grep -v Warning; cp "$root/anchor.log" "$OUT/"
   # issue 18's learning parity (max_staleness 0 vs 1, seeds 1 and 2) beside the campaign: accuracies only, its
   # times are under the campaign's load
   # (setsid: it outlives this call; the next call brings parity.json back)
@@ -64,14 +66,23 @@ fi
 ( while true; do nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits \
     | sed "s/^/$(date +%s), /" >> "$OUT/gpu_mem.csv"; sleep 5; done ) &
 sampler=$!
+# Step 0 is the same model for every run (the LoRA adapters start at zero; the held-out problems and the
+# evaluation's sampling seed do not depend on the run's seed), so the base model is evaluated once here
+# instead of 20 times (--set eval.at_start=false below); build_results.py --base-eval uses it as "before".
+if [ ! -f "$root/base_eval.json" ] && [ "$phase" = b ]; then
+  setsid python3 -m retrain.cli.main eval examples/ablation.toml --set "model.model=\"$root/smollm2.gguf\"" \
+    --set "logging.log_dir=\"$root/base\"" --out "$root/base_eval.json" > "$root/base_eval.log" 2>&1 < /dev/null &
+fi
 left=$(( budget - ($(date +%s) - start) ))
 echo "campaign for $left s"
 timeout -s INT -k 30 "$left" python3 -m retrain.cli.main examples/ablation.toml \
   --set "model.model=\"$root/smollm2.gguf\"" --set "logging.log_dir=\"$root/runs\"" \
-  --set 'logging.loggers=["jsonl"]' --set campaign.max_workers=20 --set campaign.stagger_seconds=2.0
+  --set 'logging.loggers=["jsonl"]' --set campaign.max_workers=20 --set campaign.stagger_seconds=2.0 --set eval.at_start=false
 rc=$?
 kill $sampler 2>/dev/null
 python3 benchmarks/ablation/pack.py "$root/runs/ablation" "$OUT"
-for f in parity.json parity.log; do [ -f "$root/$f" ] && cp "$root/$f" "$OUT/"; done
+for f in parity.json base_eval.json; do [ -f "$root/$f" ] && cp "$root/$f" "$OUT/"; done
+# the side jobs' logs in one file (a call brings back at most 8 files)
+( cd "$root" && tar czf "$OUT/side-logs.tar.gz" $(ls parity.log base_eval.log 2>/dev/null) ) 2>/dev/null
 python3 -m retrain.cli.main campaign status "$root/runs/ablation" | tee "$OUT/status.txt"
 if [ $rc -eq 0 ]; then echo "campaign complete"; else echo "campaign stopped (exit $rc): run phase 'more' next"; fi
