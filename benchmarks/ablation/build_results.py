@@ -119,7 +119,7 @@ def build(camp: Path, out: Path, gpu_csv: Path | None, base: dict[str, float] | 
             d = entry.get(m)
             if d:
                 lines.append(f"| {cond} | {m} | {d['n']} | {100 * d['mean']:+.1f} | {ci_pct(d['ci95'])} | "
-                             f"{'includes 0' if d['includes_zero'] else 'excludes 0'} |")
+                             f"{'-' if d['ci95'] is None else 'includes 0' if d['includes_zero'] else 'excludes 0'} |")
     times, peaks = run_times(camp), gpu_peaks(gpu_csv)
     lines += ["", "| run | wall time (min, all attempts) | peak GPU memory (MiB, nvidia-smi) |", "|---|---|---|"]
     for info in runs:
