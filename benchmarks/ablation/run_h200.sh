@@ -44,10 +44,9 @@ if [ "$phase" = b ]; then
   install || exit 1
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
   t0=$(date +%s)
-  python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))" || exit 1
-  echo "GGUF conversion: $(( $(date +%s) - t0 )) s"
+  model_dir=$(python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))") || exit 1
+  echo "GGUF conversion: $(( $(date +%s) - t0 )) s -> $model_dir"
   # the addition anchor (issue 17.4) first, alone on the GPU: a plain GRPO loop against retrain's recipe
-  model_dir=$(python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))")
   timeout -k 10 240 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --out "$OUT/anchor.json" 2>&1 \
     | tee "$root/anchor.log" | grep -v Warning; cp "$root/anchor.log" "$OUT/"
   # issue 18's learning parity (max_staleness 0 vs 1, seeds 1 and 2) beside the campaign: accuracies only, its
