@@ -104,8 +104,8 @@ def _write_case(folder: Path, case: Bad, model: Path | None = None) -> Path:
 
 
 def _one_error_line(err: str, expect: str) -> str:
-    # transformers draws a progress bar while the model loads (run rows whose file is read after the
-    # model: the backend is built first); it is not a message, every other line is
+    # transformers draws a progress bar while the model loads (run rows whose mistake is found once the
+    # model is known, e.g. a prompt longer than its context); it is not a message, every other line is
     lines = [line for line in err.splitlines() if line.strip() and not PROGRESS.search(line)]
     assert "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -166,10 +166,12 @@ RUN_ROWS: list[Bad] = [
     Bad("jsonl-missing", '[data]\nsource = "jsonl"\npath = "{d}/nope.jsonl"\n', "no such file"),
     Bad("math-invalid-json", '[data]\nsource = "math"\npath = "{d}/math.json"\n', "math.json: invalid JSON",
         {"math.json": "[{"}),
+    Bad("hf-unknown-preset", '[data]\nsource = "hf"\npreset = "gsm9k"\n',
+        '[data] preset = "gsm9k": no such preset. Did you mean "gsm8k"?'),
     Bad("prompt-longer-than-context", JSONL, "tasks.jsonl:3: the prompt is 1119 tokens; with max_tokens 4 that exceeds "
         "the model's context of 1024 tokens",
-        {"tasks.jsonl": "".join(json.dumps({"prompt": "7" * (1100 if i == 2 else 1), "answer": "7"}) + "\n"
-                                for i in range(4))}),
+        {"tasks.jsonl": "".join(json.dumps({"prompt": "7" * 1100 if i == 2 else str(i), "answer": "7"}) + "\n"
+                                for i in range(4))}),  # distinct prompts: duplicates are refused first
     Bad("gpu-on-cpu-host", JSONL + '[backend]\ndevices = "gpu:0"\n', 'devices = "gpu:0": this machine has no CUDA GPU',
         {"tasks.jsonl": GOOD_ROWS}),
     Bad("two-gpus-on-cpu-host", JSONL + '[backend]\ndevices = "gpu:0,1"\n',
@@ -198,6 +200,18 @@ def run_root(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("case", RUN_ROWS, ids=[c.id for c in RUN_ROWS])
 def test_bad_data(case: Bad, run_root: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _write_case(run_root / case.id, Bad(case.id, RUN_BASE + case.toml, case.expect, case.files), tiny_model)
+    _one_error_line(_run_main([str(cfg)], capsys), case.expect)
+
+
+#: Rows whose mistake is in [data] alone: reported before any model loads (the environment is built first).
+DATA_ONLY_ROWS = [c for c in RUN_ROWS if c.id.startswith(("jsonl-", "math-", "hf-"))]
+
+
+@pytest.mark.parametrize("case", DATA_ONLY_ROWS, ids=[c.id for c in DATA_ONLY_ROWS])
+def test_bad_data_fails_before_the_model_is_touched(case: Bad, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The model folder does not exist: reading it would make the error about the model instead."""
+    cfg = _write_case(tmp_path, Bad(case.id, RUN_BASE + case.toml, case.expect, case.files), tmp_path / "no-model")
     _one_error_line(_run_main([str(cfg)], capsys), case.expect)
 
 

@@ -136,7 +136,10 @@ def retrain_register_environments(register: Register) -> None:
     An environment yields ``retrain.types.Task``s (``retrain.protocols.Environment``):
     ``sample(batch_size)`` for training, ``eval_tasks(n)`` for held-out evaluation, and
     ``state_dict()`` / ``load_state_dict()`` for its data cursor; a multi-turn environment
-    also runs its own interaction loop.
+    also runs its own interaction loop. It is built before the backend (``ctx.backend`` and
+    ``ctx.tokenizer`` are None then), so that bad data fails before any model loads; checks
+    that need the model go in its optional ``check_prompts(ctx)``, called once the backend is
+    built (``retrain.protocols.Environment``).
 
     Example::
 

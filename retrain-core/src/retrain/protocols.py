@@ -104,6 +104,10 @@ class Environment(Protocol):
     rollout_metrics: Callable[[], dict[str, float]] = no_metrics
     #: ``close()``: release what the environment holds (servers, worker processes) at the end of the run.
     close: Callable[[], None] = nothing_to_close
+    #: ``check_prompts(ctx)``: refuse, in one line, tasks that the run's model cannot take (a prompt longer
+    #: than its context). The environment is built before the backend, so that bad data fails before any
+    #: model loads; this is called once the backend is built (``ctx.backend``, ``ctx.tokenizer`` set).
+    check_prompts: Callable[[Any], None] | None = None
 
     def sample(self, batch_size: int) -> list[Task]:
         """The next ``batch_size`` training tasks (advances a cursor saved in checkpoints)."""

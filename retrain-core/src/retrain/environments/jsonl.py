@@ -57,22 +57,21 @@ def read_jsonl_rows(path: str) -> list[tuple[int, str, Task]]:
 
 
 def check_prompt_lengths(ctx: Any, path: str, rows: list[tuple[int, Task]]) -> None:
-    """Each rendered prompt plus max_tokens must fit the model's context: one line naming the row
-    before the run starts (instead of a huge allocation at the first step)."""
+    """Each prompt, rendered as the run renders it, plus max_tokens must fit the model's context: one
+    line naming the row before the first step (instead of a huge allocation at the first step)."""
     from retrain.train.guards import context_budget
 
     budget = context_budget(ctx)
     tokenizer = getattr(ctx, "tokenizer", None)
     if budget is None or tokenizer is None:
         return
-    from retrain.prompts import render_prompt_ids
+    from retrain.prompts import render_prompts
 
     context, max_tokens = budget
-    d = ctx.config.data
-    for n, task in rows:
-        length = len(render_prompt_ids(tokenizer, task, d.system_prompt, d.prompt_template, d.few_shot))
-        if length + max_tokens > context:
-            raise ConfigError(f"{path}:{n}: the prompt is {length} tokens; with max_tokens {max_tokens} that "
+    prompt_ids = render_prompts(ctx.config, tokenizer, [task for _, task in rows])
+    for (n, _), ids in zip(rows, prompt_ids, strict=True):
+        if len(ids) + max_tokens > context:
+            raise ConfigError(f"{path}:{n}: the prompt is {len(ids)} tokens; with max_tokens {max_tokens} that "
                               f"exceeds the model's context of {context} tokens. Shorten it or lower max_tokens.")
 
 
@@ -83,7 +82,8 @@ class JsonlEnvironment(ListEnvironment):
 
     def __init__(self, ctx: Any = None, path: str = "") -> None:
         numbered = read_jsonl_rows(path)
-        check_prompt_lengths(ctx, path, [(n, task) for n, _, task in numbered])
+        self.path = path
+        self.numbered = [(n, task) for n, _, task in numbered]  # (line number, task): check_prompts names the line
         rows = [(split, task) for _, split, task in numbered]
         seed = int(config_value(ctx, "training", "seed", 0))
         if any(split == "test" for split, _ in rows):
@@ -92,3 +92,7 @@ class JsonlEnvironment(ListEnvironment):
         else:
             train, held_out = hold_out([t for _, t in rows], int(config_value(ctx, "eval", "num_problems", 64)))
         super().__init__(train, held_out, seed=seed, label=f'[data] path = "{path}"')
+
+    def check_prompts(self, ctx: Any) -> None:
+        """Every row's prompt fits the model's context with max_tokens (called once the model is known)."""
+        check_prompt_lengths(ctx, self.path, self.numbered)

@@ -40,18 +40,22 @@ class Parts:
 
 
 def build_parts(ctx: RunContext) -> Parts:
-    """Build backend, engine, environment, reward and credit from the config (loggers come later)."""
+    """Build environment, backend, engine, reward and credit from the config (loggers come later)."""
     from retrain.rewards import build_reward
 
     cfg, reg, src = ctx.config, ctx.registry, ctx.config.source
-    backend = reg.build("backend", cfg.backend.backend, where=f"{src} [backend] backend", ctx=ctx)
-    ctx.backend, ctx.tokenizer = backend, backend.tokenizer
-    engine = reg.build("engine", cfg.inference.engine, where=f"{src} [inference] engine", ctx=ctx)
+    # the data first: a bad [data] path or preset is one line before any model loads (no tokenizer yet)
     if cfg.environment.provider:
         environment = reg.build("environment", cfg.environment.provider,
                                 where=f"{src} [environment] provider", ctx=ctx)
     else:
         environment = reg.build("environment", cfg.data.source, where=f"{src} [data] source", ctx=ctx)
+    backend = reg.build("backend", cfg.backend.backend, where=f"{src} [backend] backend", ctx=ctx)
+    ctx.backend, ctx.tokenizer = backend, backend.tokenizer
+    check_prompts = optional(environment, Environment, "check_prompts")
+    if check_prompts is not None:
+        check_prompts(ctx)  # e.g. a jsonl prompt longer than the model's context, by line number
+    engine = reg.build("engine", cfg.inference.engine, where=f"{src} [inference] engine", ctx=ctx)
     reward = optional(environment, Environment, "reward") or build_reward(ctx)  # names, dotted functions or classes
     credit = build_credit(ctx)
     controller = build_backpressure(ctx)
