@@ -14,8 +14,25 @@ def test_bench_grpo_cpu_smoke(tmp_path, capsys):
                 "--model-dir", str(tmp_path / "model"), "--json", str(out)])
     r = res["retrain"]
     assert (r["prompts"], r["G"], r["L"], r["lora"]) == (2, 2, 3, 32)
+    assert r["compiled_trainer"] is False and r["trainer_compile_s"] == 0
     assert r["s_per_step"] > 0 and r["gen_tok_per_s"] > 0 and r["train_tok_per_s"] > 0
     assert set(r["phases_s"]) == {"generate", "reward_credit", "train", "sync"}
     assert json.loads(out.read_text())["retrain"]["s_per_step"] == r["s_per_step"]
     printed = capsys.readouterr().out
     assert "retrain step 1:" in printed and "== GRPO step benchmark: cpu" in printed
+
+
+def test_bench_compile_train_uses_the_backends_compile_option(tmp_path, monkeypatch):
+    """``--compile-train`` is ``[backend] compile = true``: the trainer compiles once (aot_eager here:
+    inductor on this CPU takes minutes; the GPU measures inductor) and reports the time it took."""
+    import torch._dynamo
+    from retrain.bench.grpo import main
+
+    monkeypatch.setenv("RETRAIN_COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    res = main(["--steps", "1", "--layers", "1", "--vocab", "300", "--prompts", "2", "--group", "2",
+                "--tokens", "3", "--prompt-len", "5", "--usl", "", "--micro-batch", "4", "--compile-train",
+                "--model-dir", str(tmp_path / "model")])
+    torch._dynamo.reset()
+    r = res["retrain"]
+    assert r["compiled_trainer"] is True and r["trainer_compile_s"] > 0

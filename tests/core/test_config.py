@@ -221,7 +221,7 @@ def test_reference_names_types_as_errors_do():
     assert "| `lr` | number | `1e-05` | AdamW learning rate (constant after warm-up). Range: at least 0. |" in text
     types = {line.split(" | ")[1] for line in text.splitlines() if line.startswith("| `")}
     assert types == {"string", "integer", "number", "boolean", "table", "list of string", "list of integer",
-                     "list of table"}
+                     "list of table", 'boolean or "auto"'}  # [backend] compile: true, false or "auto"
 
 
 class RangedFactory:

@@ -68,6 +68,8 @@ CONFIG_ROWS: list[Bad] = [
     key("training", "max_steps", "true"), key("training", "max_steps", "2.5"),
     key("data", "levels", '["2"]'), key("logging", "loggers", '"jsonl"'),
     key("campaign", "seeds", "[1, 2.5]"), key("model", "trust_remote_code", '"yes"'),
+    key("backend", "compile", '"yes"', 'expected boolean or "auto", got string.'),
+    key("backend", "compile", "1", 'expected boolean or "auto", got integer.'),
     # choices, cross-key checks, devices
     key("algorithm", "loss", '"ppo2"', 'Did you mean "ppo"?'), key("backend", "dtype", '"fp8"', "must be one of"),
     Bad("group_size=1", "[training]\ngroup_size = 1\n", "[training] group_size = 1: advantage_mode maxrl"),

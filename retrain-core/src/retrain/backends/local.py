@@ -5,16 +5,19 @@
   weights (``[backend] autocast``, also applied by the pytorch engine's forwards).
 * Per-token logprobs at the sampling temperature in chunks (``retrain.backends.logprobs``).
 * AdamW, grad-norm clip, linear warm-up then constant LR; micro-batching; optional gradient
-  checkpointing. ``version`` counts optimizer steps (policy version).
+  checkpointing; optional ``torch.compile`` of the trained decoder (``[backend] compile``,
+  ``retrain.backends.compiled``). ``version`` counts optimizer steps (policy version).
 * Checkpoints: adapter (or full weights) + optimizer + scheduler + version.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retrain.backends.compiled import CompiledDecoder, wants_compile
 from retrain.errors import ConfigError
 from retrain.train.loss import aggregation, mismatch_metrics, policy_loss, truncated_is_weight
 
@@ -105,7 +108,7 @@ def _cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def write_numerics(run_dir: Path, device: str, dtype: Any, autocast: Any) -> dict[str, Any]:
+def write_numerics(run_dir: Path, device: str, dtype: Any, autocast: Any, compile_backend: str = "none") -> dict[str, Any]:
     """``<run dir>/numerics.json``: what decides the run's floating-point results beyond the config and
     the seed (docs/training.md, Reproducibility): versions, device, CPU kernel set, torch threads."""
     import json
@@ -117,7 +120,8 @@ def write_numerics(run_dir: Path, device: str, dtype: Any, autocast: Any) -> dic
             "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else _cpu_name(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads(), "dtype": str(dtype).removeprefix("torch."),
-            "autocast": str(autocast).removeprefix("torch.") if autocast is not None else "none"}
+            "autocast": str(autocast).removeprefix("torch.") if autocast is not None else "none",
+            "compile": compile_backend}  # torch.compile backend of the trained decoder, or "none"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "numerics.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
@@ -150,7 +154,7 @@ class LocalBackend:
     def __init__(self, devices: str = "auto", dtype: str = "auto", autocast: str = "none",
                  gradient_checkpointing: bool = False,
                  logprob_chunk: int = 1024, micro_batch_size: int = 0, threads: int = 0,
-                 ctx: RunContext | None = None) -> None:
+                 compile: bool | str = "auto", ctx: RunContext | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -206,8 +210,20 @@ class LocalBackend:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
         ctx.tokenizer = self.tokenizer
+        self.compiled: CompiledDecoder | None = None  # [backend] compile: train_step's decoder, compiled
+        from retrain.distributed.world import rank_device
+
+        distributed = rank_device(devices) is not None  # torchrun: the sharded trainer runs its own forward
+        if compile is True and distributed:
+            print("warning: [backend] compile = true: not applied under torchrun (the sharded trainer's "
+                  "forward is not compiled); training runs uncompiled", file=sys.stderr, flush=True)
+        elif wants_compile(compile, self.device, t.max_steps, distributed):
+            from retrain.backends.logprobs import causal_lm_parts
+
+            self.compiled = CompiledDecoder(causal_lm_parts(model)[0])
         if ctx.run_dir is not None:
-            write_numerics(Path(ctx.run_dir), self.device, self.dtype, self.autocast_dtype)
+            write_numerics(Path(ctx.run_dir), self.device, self.dtype, self.autocast_dtype,
+                           self.compiled.backend if self.compiled else "none")
 
     def compute_context(self) -> Any:
         """``torch.autocast`` for ``[backend] autocast`` (forward passes of trainer and engine), else a no-op."""
@@ -221,9 +237,10 @@ class LocalBackend:
 
     # -- logprobs -------------------------------------------------------------------------------
     def logprobs(self, rollouts: Rollouts, rows: slice | None = None, with_entropy: bool = False,
-                 model: Any = None, prefix: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 model: Any = None, prefix: Any = None, decoder: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Trainer logprobs [n, T] of the sampled tokens at the sampling temperature (grad if enabled).
-        ``prefix``: the step's common prompt prefix, already run (``SharedPrefix``; micro-batches)."""
+        ``prefix``: the step's common prompt prefix, already run (``SharedPrefix``; micro-batches).
+        ``decoder``: the model's decoder compiled (``train_step`` under ``[backend] compile``)."""
         from retrain.backends.logprobs import completion_logprobs
 
         rows = rows or slice(0, rollouts.n)
@@ -233,7 +250,8 @@ class LocalBackend:
             return completion_logprobs(
                 model if model is not None else self.model, rollouts.prompt_ids[rows],
                 rollouts.completion_ids[rows], rollouts.mask[rows], pad_id=self.tokenizer.pad_token_id,
-                temperature=self.temperature, chunk=self.logprob_chunk, with_entropy=with_entropy, prefix=prefix)
+                temperature=self.temperature, chunk=self.logprob_chunk, with_entropy=with_entropy, prefix=prefix,
+                decoder=decoder)
 
     def token_entropy(self, rollouts: Rollouts) -> torch.Tensor:
         """Shannon entropy [N, T] of the trainer's distribution at the sampling temperature (0 off-mask)."""
@@ -264,7 +282,17 @@ class LocalBackend:
         ratio against the trainer's own pre-update logprobs and weight tokens by the truncated
         importance weight min(exp(trainer - engine), tis_cap). Otherwise the ratio is taken against
         the engine's sampling logprobs directly (1 on-policy).
+
+        Under ``[backend] compile`` the policy forward and backward run through the compiled decoder
+        (a compiler error: one warning, and the step runs eagerly from the same state).
         """
+        if self.compiled is not None and self.compiled.active and self.dist is None:
+            return self.compiled.run_step(lambda decoder: self._train_step(
+                rollouts, token_advantages, importance_correction=importance_correction, decoder=decoder))
+        return self._train_step(rollouts, token_advantages, importance_correction=importance_correction)
+
+    def _train_step(self, rollouts: Rollouts, token_advantages: torch.Tensor, *, importance_correction: bool,
+                    decoder: Any = None) -> dict[str, float]:
         import torch
 
         a, t = self.cfg.algorithm, self.cfg.training
@@ -289,11 +317,11 @@ class LocalBackend:
             from retrain.backends.logprobs import SharedPrefix
 
             with self.compute_context():
-                prefix = SharedPrefix.of(self.model, rollouts.prompt_ids)
+                prefix = SharedPrefix.of(self.model, rollouts.prompt_ids, decoder=decoder)
         for s in range(0, n, mb):
             rows = slice(s, min(n, s + mb))
             mask = mask_all[rows]
-            lp, _ = self.logprobs(rollouts, rows, prefix=prefix)  # [n, T]
+            lp, _ = self.logprobs(rollouts, rows, prefix=prefix, decoder=decoder)  # [n, T]
             engine_lp = engine_lp_all[rows]  # [n, T]
             if importance_correction:
                 old, w = lp.detach(), truncated_is_weight(lp, engine_lp, a.tis_cap)

@@ -60,6 +60,7 @@ def cache_argument(model: Any) -> str:
     ``past_key_values``."""
     import inspect
 
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: the module's own signature
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
@@ -111,19 +112,23 @@ def token_stats(hidden: torch.Tensor, targets: torch.Tensor, head: Any, temperat
 def completion_logprobs(model: Any, prompt_ids: list[list[int]], completion_ids: torch.Tensor,
                         mask: torch.Tensor, *, pad_id: int, temperature: float, chunk: int,
                         with_entropy: bool = False, common_prefix: bool = True,
-                        prefix: SharedPrefix | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        prefix: SharedPrefix | None = None,
+                        decoder: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs [N, T] (and entropy [N, T]) of the completion tokens where mask is 1
     (0 elsewhere), from one forward of ``model``. ``common_prefix=False``: no separate forward of
     the prompts' common prefix (FSDP2 runs, whose layers reshard between forwards). ``prefix``: the
-    step's common prefix, already run (micro-batches share it: ``SharedPrefix``)."""
+    step's common prefix, already run (micro-batches share it: ``SharedPrefix``). ``decoder``: a
+    callable that stands for ``model``'s decoder with the same parameters (the compiled one:
+    ``retrain.backends.compiled``)."""
     import torch
 
     device = next(model.parameters()).device
-    decoder, head = causal_lm_parts(model)
+    plain_decoder, head = causal_lm_parts(model)
+    decoder = decoder if decoder is not None else plain_decoder
     n, t = completion_ids.shape
     unique = list(dict.fromkeys(tuple(x) for x in prompt_ids))
     shared = prefix is not None or len(unique) < n or (common_prefix and common_prefix_len([list(x) for x in unique]) > 0)
-    if shared and t > 0 and not getattr(decoder, "gradient_checkpointing", False):
+    if shared and t > 0 and not getattr(plain_decoder, "gradient_checkpointing", False):
         hidden = _shared_prefix_hidden(decoder, unique, prompt_ids, completion_ids, pad_id, device,
                                        common_prefix, prefix)  # [N, T, H]
         targets = completion_ids.to(device)  # [N, T]
@@ -240,15 +245,16 @@ class SharedPrefix:
                        for k, v in self.kv]
 
     @classmethod
-    def of(cls, model: Any, prompt_ids: list[list[int]]) -> SharedPrefix | None:
-        """The common prefix of ``prompt_ids`` run through ``model``'s decoder, or None when there
-        is none (or the decoder recomputes activations: gradient checkpointing)."""
-        decoder, _ = causal_lm_parts(model)
+    def of(cls, model: Any, prompt_ids: list[list[int]], decoder: Any = None) -> SharedPrefix | None:
+        """The common prefix of ``prompt_ids`` run through ``model``'s decoder (or ``decoder``, the
+        same one compiled), or None when there is none (or the decoder recomputes activations:
+        gradient checkpointing)."""
+        plain_decoder, _ = causal_lm_parts(model)
         unique = [list(x) for x in dict.fromkeys(tuple(x) for x in prompt_ids)]
         c = common_prefix_len(unique)
-        if c == 0 or getattr(decoder, "gradient_checkpointing", False):
+        if c == 0 or getattr(plain_decoder, "gradient_checkpointing", False):
             return None
-        return cls(decoder, unique[0][:c], next(model.parameters()).device)
+        return cls(decoder if decoder is not None else plain_decoder, unique[0][:c], next(model.parameters()).device)
 
     def cache(self) -> Any:
         """A fresh DynamicCache holding the prefix K/V leaves (one per micro-batch)."""

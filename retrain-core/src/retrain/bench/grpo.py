@@ -86,17 +86,15 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
         "model.model": str(model_dir), "model.lora_rank": args.lora, "model.lora_alpha": 2.0 * args.lora,
         "training.batch_size": b, "training.group_size": g, "training.max_tokens": length,
         "training.temperature": 1.0, "training.lr": 1e-5, "algorithm.advantage_mode": "grpo",
-        "backend.micro_batch_size": args.micro_batch, "backend.logprob_chunk": args.logprob_chunk})
+        "backend.micro_batch_size": args.micro_batch, "backend.logprob_chunk": args.logprob_chunk,
+        "backend.compile": args.compile_train})
     reg = load_plugins()
     ctx = RunContext(config=cfg, registry=reg)
     backend = reg.build("backend", "local", ctx=ctx)
     ctx.backend, ctx.tokenizer = backend, backend.tokenizer
     engine = reg.build("engine", "pytorch", ctx=ctx)
     credit = build_credit(ctx)
-    if args.compile_train:  # experiment: fuse the trainer's forward/backward (the backend does not do this yet)
-        from retrain.backends.logprobs import causal_lm_parts
-
-        causal_lm_parts(backend.model)[0].compile()
+    compile_s = 0.0
     rng = random.Random(0)
     steps, mm = [], []
     for step in range(args.steps + 1):
@@ -114,6 +112,7 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
         sync()
         t2 = time.perf_counter()
         metrics = backend.train_step(rollouts, token_adv, importance_correction=False)
+        compile_s += metrics.get("train/compile_s", 0.0)  # [backend] compile: the steps that compiled
         sync()
         t3 = time.perf_counter()
         engine.sync(backend, backend.version)
@@ -126,13 +125,17 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
         mm.append(metrics.get("mismatch/abs_logprob_delta", float("nan")))
         print(f"retrain step {step}: {row['s']:.2f}s (generate {row['generate']:.2f}, reward+credit "
               f"{row['reward_credit']:.2f}, train {row['train']:.2f}, sync {row['sync']:.3f}) "
-              f"tokens {gen_tokens} |engine-trainer logprob| {mm[-1]:.4f}", flush=True)
+              f"tokens {gen_tokens} |engine-trainer logprob| {mm[-1]:.4f}"
+              + (f" (trainer compile {metrics['train/compile_s']:.1f}s)" if "train/compile_s" in metrics else ""),
+              flush=True)
     steady = steps[1:]
     mean = {k: sum(r[k] for r in steady) / len(steady) for k in ("s", "generate", "reward_credit", "train", "sync")}
     n = b * g
     out = {
         "peer": "retrain", "prompts": b, "G": g, "L": length, "lora": args.lora,
         "fast_path": getattr(engine, "_fast_decoder", None) is not None,
+        "compiled_trainer": backend.compiled is not None and backend.compiled.active,
+        "trainer_compile_s": round(compile_s, 1),
         "s_per_step": round(mean["s"], 3),
         "phases_s": {k: round(v, 3) for k, v in mean.items() if k != "s"},
         "gen_tok_per_s": round(n * length / mean["generate"], 1),
@@ -252,7 +255,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--vocab", type=int, default=VOCAB, help="vocabulary size (151936 = Qwen2.5)")
     ap.add_argument("--usl", type=lambda s: [int(x) for x in s.split(",") if x], default=[16, 32, 64, 128, 256, 512, 1024])
     ap.add_argument("--plain", action="store_true", help="also time the plain transformers generation path")
-    ap.add_argument("--compile-train", action="store_true", help="experiment: torch.compile the trained decoder")
+    ap.add_argument("--compile-train", action="store_true",
+                    help="[backend] compile = true (torch.compile of the trained decoder); default false")
     ap.add_argument("--peer", default="", help="path of trl_grpo_peer.py to run in a subprocess afterwards")
     ap.add_argument("--json", default="", help="write the results here")
     ap.add_argument("--model-dir", default="", help="keep the random-init model here and reuse it (default: a temp dir)")

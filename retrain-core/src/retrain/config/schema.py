@@ -9,7 +9,7 @@ and are validated against the selected component's signature.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from retrain.config.values import Bounds, FolderName
 
@@ -42,6 +42,11 @@ class BackendConfig:
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
     logprob_chunk: int = opt(1024, "Tokens per chunk when computing log-softmax (never a full [N, T, V] fp32 tensor).", ge=1)
     micro_batch_size: int = opt(0, "Rows per forward/backward micro-batch; 0 = whole batch at once.", ge=0)
+    compile: bool | Literal["auto"] = opt(
+        "auto", "torch.compile the trained decoder (forward + backward of train_step, dynamic shapes): "
+                "true, false, or auto = on for one-process CUDA runs of at least 250 max_steps (compilation "
+                "costs ~1-2 min once and pays back over a few hundred steps; docs/training.md). A compiler "
+                "error costs one warning and the run goes on uncompiled.")
     threads: int = opt(0, "CPU threads of torch (0 = torch's default: the physical cores). CPU results depend on it "
                           "(bf16 matmuls and reductions split by thread): set it to reproduce numbers elsewhere.", ge=0)
 

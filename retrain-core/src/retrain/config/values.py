@@ -21,6 +21,7 @@ every CLI start; retrain needs one TOML-worded line per mistake, and the types i
 
 from __future__ import annotations
 
+import json
 import math
 import types
 import typing
@@ -120,7 +121,7 @@ def type_name(tp: Any) -> str:
     if origin is dict:
         return "table"
     if origin is typing.Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
+        return " or ".join(json.dumps(a) for a in typing.get_args(tp))  # as TOML writes them: "auto", true
     return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "table", list: "list",
             Any: "any value"}.get(tp, getattr(tp, "__name__", str(tp)))
 

@@ -333,7 +333,8 @@ class __FACTORY__(LocalBackend):
         backend = ctx.config.backend  # [backend] devices, dtype, ... as for the local backend
         super().__init__(devices=backend.devices, dtype=backend.dtype, autocast=backend.autocast,
                          gradient_checkpointing=backend.gradient_checkpointing,
-                         logprob_chunk=backend.logprob_chunk, micro_batch_size=backend.micro_batch_size, ctx=ctx)
+                         logprob_chunk=backend.logprob_chunk, micro_batch_size=backend.micro_batch_size,
+                         threads=backend.threads, compile=backend.compile, ctx=ctx)
         self.clip = clip
 
     def train_step(self, rollouts: Any, token_advantages: Any, **step_options: Any) -> dict[str, float]:
