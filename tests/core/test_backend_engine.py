@@ -288,3 +288,18 @@ def test_a_micro_batched_step_equals_the_whole_batch_step(tiny_model):
     m1, m2 = results
     assert m1["loss/policy"] == pytest.approx(m2["loss/policy"], abs=1e-6)
     assert m1["train/grad_norm"] == pytest.approx(m2["train/grad_norm"], rel=1e-5)
+
+
+def test_every_backend_key_of_the_schema_reaches_the_local_backend():
+    """The registry passes a core section's keys that the factory accepts and drops the rest, so a
+    [backend] key missing from the factory would be ignored silently ([backend] threads once was)."""
+    import inspect
+    from dataclasses import fields
+
+    from retrain.backends.local import LocalBackend
+    from retrain.backends.plugin import local_backend
+    from retrain.config.schema import BackendConfig
+
+    keys = {f.name for f in fields(BackendConfig)} - {"backend"}  # the selector, not an option
+    assert keys <= set(inspect.signature(local_backend).parameters)
+    assert keys <= set(inspect.signature(LocalBackend).parameters)
