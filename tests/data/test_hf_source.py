@@ -191,13 +191,6 @@ def test_hf_keys_under_another_built_in_source_are_refused_not_ignored(tmp_path)
     assert load_config(path, {"data.preset": "math500"}).data.preset == "math500"
 
 
-def test_a_chat_template_setting_under_an_environment_provider_is_refused():
-    with pytest.raises(ConfigError, match=r'\[data\] chat_template_kwargs is not applied with \[environment\] '
-                                          r'provider = "verifiers"'):
-        config_from_dict({"environment": {"provider": "verifiers", "id": "x"},
-                          "data": {"chat_template_kwargs": {"enable_thinking": False}}})
-
-
 def test_split_slices_as_in_datasets(tmp_path):
     root = _hub_repo_download(tmp_path / "gsm8k", {"main": GSM})
     env = _env(preset="gsm8k", path=str(root), split="train[:4]", test_split="train[-2:]")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,17 @@ def test_without_auto_install_nothing_is_installed(vf_envs, tmp_path):
     with pytest.raises(ConfigError, match="not installed"):
         VerifiersEnvironment(id="retrain-vf-never")
     assert sorted(p.name for p in Path(os.__file__).parent.glob("site-packages/retrain_vf_*")) == before
+
+
+def test_data_prompt_keys_are_refused_by_retrain_config_and_the_run_alike(tmp_path):
+    """The environment renders its own prompts: [data] system_prompt would be ignored, so it is refused
+    before anything loads (no environment package, no model needed), with the same line from both."""
+    config = write_run(tmp_path, tmp_path / "no-model", "retrain-vf-letters")
+    config.write_text(config.read_text() + '[data]\nsystem_prompt = "Be brief."\n')
+    expected = ('error: run.toml: [data] system_prompt is not applied with [environment] provider = "verifiers": '
+                "the environment supplies its own prompts (its tasks' messages, rendered with the tokenizer's chat "
+                "template); remove it, or train from [data] instead.")
+    for args in (["config", "run.toml"], ["run.toml"]):
+        proc = subprocess.run([sys.executable, "-m", "retrain.cli.main", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+        assert (proc.returncode, proc.stderr) == (2, expected + "\n"), proc.stderr[-3000:]

@@ -190,13 +190,8 @@ IGNORING_HF_KEYS = ("synthetic", "math", "jsonl", "reasoning_gym")
 def _check_hf_keys(cfg: Config) -> None:
     """[data] keys that the selected source would ignore are refused: a key of the hf source under
     another built-in source (preset = "gsm8k" with the default synthetic source would train on
-    synthetic problems), a chat template setting under an [environment] provider."""
+    synthetic problems). Prompt keys under a provider: :func:`check_prompt_keys_unused`."""
     data = cfg.data
-    if cfg.environment.provider and (data.chat_template != "auto" or data.chat_template_kwargs):
-        key = "chat_template" if data.chat_template != "auto" else "chat_template_kwargs"
-        raise ConfigError(f'{cfg.source}: [data] {key} is not applied with [environment] provider = '
-                          f'"{cfg.environment.provider}" (the environment renders its own turns with the tokenizer\'s '
-                          "template); remove it, or train from [data] instead.")
     if data.source not in IGNORING_HF_KEYS or cfg.environment.provider:
         return
     defaults = SECTIONS["data"]()
@@ -205,6 +200,23 @@ def _check_hf_keys(cfg: Config) -> None:
         if value != getattr(defaults, key):
             raise ConfigError(f'{cfg.source}: [data] {key} = {_show(value)} is read only by source = "hf", but '
                               f'[data] source = "{data.source}": set source = "hf", or remove {key}.')
+
+
+#: [data] keys that decide how the loop renders a task's prompt (retrain.prompts.render_prompts).
+PROMPT_KEYS = ("prompt_template", "system_prompt", "few_shot", "chat_template", "chat_template_kwargs")
+
+
+def check_prompt_keys_unused(cfg: Config) -> None:
+    """Called when the [environment] provider runs its own episodes (``Environment.rollout``, e.g.
+    retrain-verifiers): it renders its own prompts (its tasks' messages, the tokenizer's chat
+    template), so a [data] prompt key set there would be ignored; it is refused instead."""
+    defaults = SECTIONS["data"]()
+    for key in PROMPT_KEYS:
+        if getattr(cfg.data, key) != getattr(defaults, key):
+            raise ConfigError(f'{cfg.source}: [data] {key} is not applied with [environment] provider = '
+                              f'"{cfg.environment.provider}": the environment supplies its own prompts (its tasks\' '
+                              "messages, rendered with the tokenizer's chat template); remove it, or train from "
+                              "[data] instead.")
 
 
 def check_devices(devices: str, where: str) -> None:

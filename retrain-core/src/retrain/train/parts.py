@@ -41,6 +41,8 @@ class Parts:
 
 def build_parts(ctx: RunContext) -> Parts:
     """Build environment, backend, engine, reward and credit from the config (loggers come later)."""
+    from retrain.config import check_prompt_keys_unused
+    from retrain.plugins.selection import runs_own_episodes
     from retrain.rewards import build_reward
 
     cfg, reg, src = ctx.config, ctx.registry, ctx.config.source
@@ -48,6 +50,8 @@ def build_parts(ctx: RunContext) -> Parts:
     if cfg.environment.provider:
         environment = reg.build("environment", cfg.environment.provider,
                                 where=f"{src} [environment] provider", ctx=ctx)
+        if runs_own_episodes(environment):
+            check_prompt_keys_unused(cfg)  # it renders its own prompts: [data] prompt keys would be ignored
     else:
         environment = reg.build("environment", cfg.data.source, where=f"{src} [data] source", ctx=ctx)
     backend = reg.build("backend", cfg.backend.backend, where=f"{src} [backend] backend", ctx=ctx)
