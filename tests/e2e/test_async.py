@@ -26,7 +26,7 @@ from retrain.train.loop import check_policy_version
 from retrain.train.runner import train
 from safetensors.torch import load_file
 
-VOLATILE = ("time/", "throughput/")
+from retrain.testing.runs import VOLATILE_METRICS as VOLATILE
 
 
 def config(tmp_path: Path, model: Path, name: str, *, steps: int, staleness: int, seed: int = 1,

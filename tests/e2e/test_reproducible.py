@@ -15,7 +15,7 @@ from retrain.testing.runs import read_metrics, read_samples, write_toy_config
 from retrain.train.runner import train
 from safetensors.torch import load_file
 
-VOLATILE = ("time/", "throughput/")
+from retrain.testing.runs import VOLATILE_METRICS as VOLATILE
 SECTIONS = {"model": {"lora_rank": 4}, "backend": {"autocast": "bfloat16", "threads": 1},
             "training": {"max_steps": 2, "lr": 5e-2, "temperature": 1.0}}
 

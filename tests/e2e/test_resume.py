@@ -19,7 +19,7 @@ from retrain.testing import read_metrics, read_samples, write_toy_config
 from retrain.train.runner import train
 from safetensors.torch import load_file
 
-VOLATILE = ("time/", "throughput/")
+from retrain.testing.runs import VOLATILE_METRICS as VOLATILE
 
 
 def write_config(path: Path, model: Path, log_dir: Path, *, steps: int, lora_rank: int = 0,
@@ -172,3 +172,16 @@ def test_wandb_project_without_credentials_logs_offline_with_one_message(tiny_mo
     assert "wandb project 'p' set but no wandb credentials" in err and "logging offline" in err
     assert [r["step"] for r in read_metrics(run_dir)] == [1]
     assert list((run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_memory_metrics_are_the_process_high_water_mark(tiny_model, tmp_path):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # GB, Linux KiB
+    cfg = write_config(tmp_path / "m.toml", tiny_model, tmp_path / "runs", steps=2)
+    rows = read_metrics(train(load_config(cfg), load_plugins(), config_path=cfg))
+    peaks = [r["memory/peak_rss_gb"] for r in rows]
+    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:")) * 1024 / 1e9  # the kernel's own figure, read afterwards
+    assert before <= peaks[0] <= peaks[1] <= hwm + 1e-9  # a high-water mark: never below what came before
+    assert all("memory/gpu_peak_gib" not in r for r in rows)  # CPU run: no CUDA figure

@@ -19,7 +19,7 @@ from reliability_helpers import cli_env
 from retrain.testing.runs import read_metrics, write_toy_config
 from safetensors.torch import load_file
 
-VOLATILE = ("time/", "throughput/")
+from retrain.testing.runs import VOLATILE_METRICS as VOLATILE
 STEPS = 6
 
 # Runs the real CLI after arranging for SIGKILL at one moment (argv[1]) of a write.

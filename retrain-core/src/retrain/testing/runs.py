@@ -51,6 +51,10 @@ def write_toy_config(path: str | Path, model: str | Path, log_dir: str | Path | 
     return path
 
 
+#: metric prefixes that legitimately differ between a run and its resumed (or repeated) twin
+VOLATILE_METRICS = ("time/", "throughput/", "memory/")
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a jsonl file (blank lines skipped)."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -121,7 +121,7 @@ def step_report(step: int, batch: Collected, learned: dict[str, float],
                 clock: Clock) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """(metrics, samples) of a step that trained on ``batch``."""
     metrics = {**rollout_metrics(batch.rollouts, batch.rewards, batch.result), **batch.episode_metrics,
-               **learned, **clock.metrics(), **throughput(batch.rollouts, clock)}
+               **learned, **clock.metrics(), **throughput(batch.rollouts, clock), **memory_peaks()}
     return metrics, sample_rows(step, batch.rollouts, batch.rewards)
 
 
@@ -198,6 +198,19 @@ def throughput(rollouts: Rollouts, clock: Clock) -> dict[str, float]:
         out["throughput/gen_tok_per_s"] = gen_tokens / clock.phases["generate"]
     if clock.phases.get("train"):
         out["throughput/train_tok_per_s"] = train_tokens / clock.phases["train"]
+    return out
+
+
+def memory_peaks() -> dict[str, float]:
+    """memory/*: high-water marks since the process started: resident memory, and on CUDA the allocator's peak."""
+    import resource
+
+    import torch
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"memory/peak_rss_gb": rss / 1e9 if sys.platform == "darwin" else rss * 1024 / 1e9}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["memory/gpu_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return out
 
 
