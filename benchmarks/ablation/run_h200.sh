@@ -6,7 +6,8 @@
 #   1. bash benchmarks/ablation/run_h200.sh a      carry [".bench/ablation/a"]             (~1 min)
 #   2. bash benchmarks/ablation/run_h200.sh b      carry [".bench/ablation/b", ".whl"]     (~9.5 min)
 #   3. bash benchmarks/ablation/run_h200.sh more   carry [".whl"]                          (~9.5 min; repeat
-#      until it prints "campaign complete")
+#      until it prints "campaign complete"; with time left, it then runs the default retrain.toml)
+#   (any time after call 2) bash benchmarks/ablation/run_h200.sh default   carry [".whl"]   (~3 min)
 # Call 2 assembles the model, installs what is missing and starts the campaign, all 20 runs at once
 # on the one GPU; every call stops the campaign before the 10-minute limit with SIGINT (each run
 # finishes its step and checkpoints) and resumes it in the next call (the campaign folder lives
@@ -54,12 +55,20 @@ if [ "$phase" = b ]; then
   # (setsid: it outlives this call; the next call brings parity.json back)
   setsid timeout -k 10 900 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --parity 1,2 \
       --out "$root/parity.json" > "$root/parity.log" 2>&1 < /dev/null &
-elif [ "$phase" = more ]; then
+elif [ "$phase" = more ] || [ "$phase" = default ]; then
   [ -f "$root/smollm2.gguf" ] || { echo "error: no model on this machine: start again with phase a"; exit 1; }
   install || exit 1
 else
-  echo "usage: run_h200.sh a|b|more"; exit 2
+  echo "usage: run_h200.sh a|b|more|default"; exit 2
 fi
+
+default_run() {  # issue 17.3: the default retrain.toml on the GPU, with its per-step times and memory peaks
+  timeout -s INT -k 20 "$1" python3 -m retrain.cli.main retrain.toml --set "model.model=\"$root/smollm2.gguf\"" \
+    --set "logging.log_dir=\"$root/default\"" --set 'logging.loggers=["jsonl"]' 2>&1 \
+    | grep -v "Converting\|Loading weights" | tee "$OUT/default-run.log"
+  cp "$root"/default/*/metrics.jsonl "$OUT/default-run-metrics.jsonl" 2>/dev/null
+}
+if [ "$phase" = default ]; then default_run 540; exit; fi
 
 # GPU memory of every process, every 5 s (nvidia-smi), for the per-run peak in docs/results.md
 ( while true; do nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits \
@@ -85,3 +94,5 @@ for f in parity.json base_eval.json; do [ -f "$root/$f" ] && cp "$root/$f" "$OUT
 ( cd "$root" && tar czf "$OUT/side-logs.tar.gz" $(ls parity.log base_eval.log 2>/dev/null) ) 2>/dev/null
 python3 -m retrain.cli.main campaign status "$root/runs/ablation" | tee "$OUT/status.txt"
 if [ $rc -eq 0 ]; then echo "campaign complete"; else echo "campaign stopped (exit $rc): run phase 'more' next"; fi
+left=$(( 560 - ($(date +%s) - start) ))
+if [ $rc -eq 0 ] && [ $left -gt 150 ]; then echo "default run for $left s"; default_run $left; fi
