@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Issue 18's GPU benchmarks in one device call on one H200 (docs/performance.md), each against TRL in the same call.
+#
+# Here, once: bash benchmarks/ablation/prepare.sh (retrain's wheels in .whl), the TRL peer's wheels in .whltrl
+# (trl 1.16.0, datasets 4.8.5, dill 0.4.1, multiprocess 0.70.19) and ../shared/bench/trl_grpo_peer.py copied to
+# .bench/. Then: device run `bash benchmarks/speed_h200.sh` with carry [".whl", ".whltrl", ".bench/trl_grpo_peer.py"].
+# Leaves in $OUT: speed-*.json and speed-*.log, one pair per workload:
+#   current  8 x 16 x 256 tokens, LoRA r32 (the workload of the 7x result), retrain then TRL (3 steps)
+#   compile  the same with [backend] compile = true (compile time reported once)
+#   long     8 x 16 x 1024 tokens: decode dominates; retrain then TRL (2 steps)
+set -uo pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+OUT=${OUT:-/tmp/speed-out}; mkdir -p "$OUT"
+[ -f /tmp/site/.done ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl .whltrl/*.whl && touch /tmp/site/.done
+bench() {  # NAME ARGS...: one workload, its JSON and log in $OUT
+  local name=$1; shift
+  timeout -k 10 "${LIMIT:-280}" python3 benchmarks/bench_grpo.py --model-dir /tmp/qwen-shape --usl "" \
+    --json "$OUT/speed-$name.json" "$@" 2>&1 | grep -v "Warning\|warn(" | tee "$OUT/speed-$name.log" | tail -8
+}
+for w in ${WORKLOADS:-current long compile}; do
+  case $w in
+    current) bench current --steps 3 --peer .bench/trl_grpo_peer.py ;;
+    long) bench long --steps 2 --tokens 1024 --peer .bench/trl_grpo_peer.py ;;
+    compile) bench compile --steps 3 --compile-train ;;
+  esac
+done
