@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retrain.distributed.launch import needs_launch, parse_devices, processes, torchrun_command
+from retrain.distributed.launch import (LAUNCH_DIR_ENV, TORCHRUN_LOG, launch_outcome, needs_launch,
+                                        parse_devices, processes, record_rank_error, torchrun_command)
 from retrain.distributed.sampling import keyed_sample, keyed_uniform
 from retrain.distributed.step import StepShards
 from retrain.distributed.world import World
@@ -51,7 +52,7 @@ def test_launch_command_and_no_relaunch_inside_torchrun(monkeypatch):
     for k in ("LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
     argv, env = torchrun_command("gpu:2,3", ["run.toml", "--seed", "1"])
-    assert argv[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+    assert argv[1:] == ["-m", "retrain.distributed.torchrun", "--standalone", "--nproc-per-node=2", "-m",
                         "retrain.cli.main", "run.toml", "--seed", "1"]
     assert env["CUDA_VISIBLE_DEVICES"] == "2,3"
     assert needs_launch("cpu:2")
@@ -82,3 +83,24 @@ def test_cli_refuses_a_batch_that_does_not_split_before_launching(tmp_path):
     assert proc.stderr.strip() == (f"error: {config} [training] batch_size = 5 is not divisible by the 2 processes "
                                    "of this run: each rank samples whole groups, so use a multiple of 2 (e.g. 6) "
                                    "or another number of devices.")
+
+
+def test_the_launcher_prints_the_ranks_user_errors_once_and_exits_2(tmp_path, monkeypatch, capsys):
+    """Each rank leaves its error line in the launcher's folder instead of printing it; the launcher
+    prints each distinct line once (rank order) and exits 2, whatever torchrun's own code; with no
+    user error it shows torchrun's messages and keeps its code."""
+    monkeypatch.setenv(LAUNCH_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    for rank, line in [(2, "error: only rank 2"), (0, "error: disk full"), (1, "error: disk full")]:
+        monkeypatch.setenv("RANK", str(rank))
+        assert record_rank_error(line)
+    (tmp_path / TORCHRUN_LOG).write_text("ChildFailedError: ... exitcode 2\n")
+    assert launch_outcome(tmp_path, 1) == 2
+    assert capsys.readouterr().err == "error: disk full\nerror: only rank 2\n"
+    for f in tmp_path.glob("rank*.error"):
+        f.unlink()
+    assert launch_outcome(tmp_path, 1) == 1  # a crash: torchrun's report is the message
+    assert capsys.readouterr().err == "ChildFailedError: ... exitcode 2\n"
+    monkeypatch.delenv(LAUNCH_DIR_ENV)
+    assert not record_rank_error("error: x")  # torchrun started by hand: the rank prints its own line

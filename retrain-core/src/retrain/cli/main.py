@@ -281,7 +281,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command.main(args=argv, prog_name="retrain", standalone_mode=True)
     except RetrainError as e:
-        print("error: " + redact_text(" ".join(str(e).split("\n"))), file=sys.stderr)
+        from retrain.distributed.launch import record_rank_error
+
+        line = "error: " + redact_text(" ".join(str(e).split("\n")))
+        if not record_rank_error(line):  # a torchrun rank of `retrain`'s launcher: it prints the line once
+            print(line, file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 
 
