@@ -106,11 +106,13 @@ def build(camp: Path, out: Path, gpu_csv: Path | None, base: dict[str, float] | 
                 continue
             mine = [r for r in runs if r.condition == cond and r.seed in v["seeds"]]
             before = [before_value(r.run_dir, m, base) for r in mine]
-            gains = estimate([a - b for a, b in zip(v["finals"], before, strict=True) if b is not None])
             known = [b for b in before if b is not None]
+            gain_cell = "-"  # no step 0 at all: neither the runs' own nor --base-eval
+            if known:
+                gains = estimate([a - b for a, b in zip(v["finals"], before, strict=True) if b is not None])
+                gain_cell = f"{100 * gains.mean:+.1f} {ci_pct(list(gains.ci95) if gains.ci95 else None)}"
             cells += [pct(sum(known) / len(known)) if known else "-",
-                      f"{pct(v['final_mean'])} {ci_pct(v['final_ci95'])}",
-                      f"{100 * gains.mean:+.1f} {ci_pct(list(gains.ci95) if gains.ci95 else None)}"]
+                      f"{pct(v['final_mean'])} {ci_pct(v['final_ci95'])}", gain_cell]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Paired by seed against {BASELINE} (final value minus {BASELINE}'s, same seed):", "",
               "| condition | metric | seeds | mean difference (points) | 95% CI | |", "|---|---|---|---|---|---|"]
