@@ -4,7 +4,7 @@ One global batch (B = 4 prompts x G = 4 samples) per step, 3 steps, the tiny ran
 and full fine-tuning. "W = 1" is the same code under a one-process process group (in this pytest
 process); "W = 2" is ``retrain RUN.toml`` with ``[backend] devices = "cpu:2"``, which re-executes
 itself under torchrun. Tolerance: 1e-5 relative (+1e-6 absolute) on every metric except the wall
-clock (time/*, throughput/*): the two runs differ only in the order of floating-point sums
+clock and the memory high-water marks (time/*, throughput/*, memory/*): the two runs differ only in the order of floating-point sums
 (per-rank partial sums, the gradient all-reduce of the replicated LoRA adapter or FSDP's
 reduce-scatter). LoRA runs take the replicated-adapter path by default and FSDP2 with
 ``RETRAIN_LORA_FSDP=1``; checkpoints move between the two.
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from retrain.testing import read_metrics, write_toy_config
+from retrain.testing.runs import VOLATILE_METRICS
 
 HERE = Path(__file__).parent
 RTOL, ATOL = 1e-5, 1e-6
@@ -64,8 +65,8 @@ def run_one_process(config: Path, monkeypatch: pytest.MonkeyPatch, port: int, re
 def assert_rows_equal(a: list[dict], b: list[dict]) -> None:
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for ra, rb in zip(a, b):
-        keys = {k for k in ra if not k.startswith(("time/", "throughput/"))}
-        assert keys == {k for k in rb if not k.startswith(("time/", "throughput/"))}
+        keys = {k for k in ra if not k.startswith(VOLATILE_METRICS)}
+        assert keys == {k for k in rb if not k.startswith(VOLATILE_METRICS)}
         for k in sorted(keys):
             assert math.isclose(ra[k], rb[k], rel_tol=RTOL, abs_tol=ATOL), (ra["step"], k, ra[k], rb[k])
 

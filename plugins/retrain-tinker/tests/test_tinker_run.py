@@ -14,9 +14,8 @@ from retrain.run_config import load_run_config  # noqa: E402
 from retrain.testing import read_metrics as rows  # noqa: E402
 from retrain.train.runner import train  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
+from retrain.testing.runs import VOLATILE_METRICS as VOLATILE  # noqa: E402
 from tinker_helpers import KEY, run_config, run_retrain  # noqa: E402
-
-VOLATILE = ("time/", "throughput/")
 
 
 def stable(rows_: list[dict]) -> list[dict]:
