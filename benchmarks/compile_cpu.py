@@ -10,6 +10,7 @@ has the numbers of the project's 2-core CPU.
 
     python benchmarks/compile_cpu.py --steps 3                        # the default run's model
     python benchmarks/compile_cpu.py --tiny --steps 5                 # a random 2-layer model
+    python benchmarks/compile_cpu.py --set training.batch_size=4      # fewer rows, same compilation
     RETRAIN_COMPILE_BACKEND=aot_eager python benchmarks/compile_cpu.py --tiny
 """
 
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--prefix", type=int, default=120, help="prompt tokens every prompt shares (few-shot turns)")
     ap.add_argument("--suffix", type=int, default=25, help="prompt tokens of each prompt's own")
     ap.add_argument("--threads", type=int, default=0, help="[backend] threads (0: torch's default)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. training.batch_size=4 (TOML value)")
     ap.add_argument("--json", default="", help="also write the result here")
     args = ap.parse_args(argv)
 
@@ -82,7 +85,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from retrain.config import load_config
 
+    import tomllib
+
     overrides: dict[str, Any] = {"backend.devices": "cpu", "backend.threads": args.threads}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = tomllib.loads(f"v = {value}")["v"]
     with tempfile.TemporaryDirectory() as tmp:
         if args.tiny:
             from retrain.testing import tiny_model_dir

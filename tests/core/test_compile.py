@@ -135,7 +135,7 @@ def test_a_compiler_failure_is_one_warning_and_the_step_runs_eagerly(tiny_model,
     torch._dynamo.reset()
 
 
-def test_a_model_error_under_compile_is_not_taken_for_a_compiler_failure():
+def test_out_of_memory_retrain_errors_and_eager_errors_are_not_compiler_failures():
     from retrain.backends.compiled import is_compile_failure
     from retrain.errors import NumericsError
 

@@ -18,7 +18,8 @@
   the steps that compiled.
 * **Failure**: an error raised by the compiler (or by compiled code) costs one ``warning:`` line;
   the step is redone eagerly from the same state (gradients cleared, RNG restored) and the run
-  goes on uncompiled. Out-of-memory and retrain's own errors are not compile failures.
+  goes on uncompiled. Out-of-memory and retrain's own errors are not compile failures; an error
+  of the model's own code inside the compiled region is, and the eager rerun raises it again.
 
 ``RETRAIN_COMPILE_BACKEND`` names the ``torch.compile`` backend (default ``inductor``): an internal
 hook for tests, which use the cheaper ``aot_eager`` on CPU.
