@@ -6,9 +6,11 @@
 #   1. bash benchmarks/ablation/run_h200.sh a      carry [".bench/ablation/a"]             (~1 min)
 #   2. bash benchmarks/ablation/run_h200.sh b      carry [".bench/ablation/b", ".whl"]     (~9.5 min)
 #   3. bash benchmarks/ablation/run_h200.sh more   carry [".whl"]                          (~9.5 min; repeat
-#      until it prints "campaign complete"; with time left, it then runs the default retrain.toml)
+#      until it prints "campaign complete"; with time left, it then runs the addition anchor (alone on the
+#      GPU) if it has not run yet, then the default retrain.toml)
 #   (any time after call 2) bash benchmarks/ablation/run_h200.sh default   carry [".whl"]   (~3 min)
-# Call 2 assembles the model, installs what is missing and starts the campaign, all 20 runs at once
+# Call 2 assembles the model, installs what is missing and starts the campaign (ANCHOR_FIRST=1: the addition
+# anchor first; PARITY=1: issue 18's parity runs beside the campaign), all 20 runs at once
 # on the one GPU; every call stops the campaign before the 10-minute limit with SIGINT (each run
 # finishes its step and checkpoints) and resumes it in the next call (the campaign folder lives
 # in /tmp while the machine stays warm; a fresh machine starts again at call 1).
@@ -32,6 +34,13 @@ if [ "$phase" = a ]; then
   exit 1
 fi
 
+anchor_run() {  # issue 17.4, alone on the GPU: a plain GRPO loop against retrain's recipe (limit: $1 s)
+  local dir
+  dir=$(python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))")
+  timeout -k 10 "$1" python3 benchmarks/addition_anchor/anchor.py --model "$dir" --out "$OUT/anchor.json" 2>&1 \
+    | tee "$root/anchor.log" | grep -v Warning; cp "$root/anchor.log" "$OUT/"
+}
+
 install() {  # the wheels of prepare.sh (retrain, retrain-hicra, gguf, math-verify, ...) into /tmp/site, once
   [ -f /tmp/site/.done ] && return 0
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -47,14 +56,12 @@ if [ "$phase" = b ]; then
   t0=$(date +%s)
   model_dir=$(python3 -c "from retrain.models import convert_gguf; from pathlib import Path; print(convert_gguf(Path('$root/smollm2.gguf')))") || exit 1
   echo "GGUF conversion: $(( $(date +%s) - t0 )) s -> $model_dir"
-  # the addition anchor (issue 17.4) first, alone on the GPU: a plain GRPO loop against retrain's recipe
-  timeout -k 10 240 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --out "$OUT/anchor.json" 2>&1 \
-    | tee "$root/anchor.log" | grep -v Warning; cp "$root/anchor.log" "$OUT/"
-  # issue 18's learning parity (max_staleness 0 vs 1, seeds 1 and 2) beside the campaign: accuracies only, its
-  # times are under the campaign's load
-  # (setsid: it outlives this call; the next call brings parity.json back)
-  setsid timeout -k 10 900 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --parity 1,2 \
+  [ "${ANCHOR_FIRST:-0}" = 1 ] && anchor_run 240
+  if [ "${PARITY:-0}" = 1 ]; then  # issue 18's learning parity beside the campaign (accuracies only: its times
+    # are under the campaign's load); setsid: it outlives this call, the next call brings parity.json back
+    setsid timeout -k 10 900 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --parity 1,2 \
       --out "$root/parity.json" > "$root/parity.log" 2>&1 < /dev/null &
+  fi
 elif [ "$phase" = more ] || [ "$phase" = default ]; then
   [ -f "$root/smollm2.gguf" ] || { echo "error: no model on this machine: start again with phase a"; exit 1; }
   install || exit 1
@@ -94,5 +101,9 @@ for f in parity.json base_eval.json; do [ -f "$root/$f" ] && cp "$root/$f" "$OUT
 ( cd "$root" && tar czf "$OUT/side-logs.tar.gz" $(ls parity.log base_eval.log 2>/dev/null) ) 2>/dev/null
 python3 -m retrain.cli.main campaign status "$root/runs/ablation" | tee "$OUT/status.txt"
 if [ $rc -eq 0 ]; then echo "campaign complete"; else echo "campaign stopped (exit $rc): run phase 'more' next"; fi
+left=$(( 560 - ($(date +%s) - start) ))
+if [ $rc -eq 0 ] && [ ! -f "$root/anchor.done" ] && [ $left -gt 200 ]; then
+  anchor_run $(( left < 260 ? left - 20 : 240 )); [ -f "$OUT/anchor.json" ] && touch "$root/anchor.done"
+fi
 left=$(( 560 - ($(date +%s) - start) ))
 if [ $rc -eq 0 ] && [ $left -gt 150 ]; then echo "default run for $left s"; default_run $left; fi
