@@ -17,8 +17,12 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts processes in /proc")
 
 SCORER = textwrap.dedent('''
-    import os, sys, threading
+    import os, signal, sys, threading
     from retrain.rewards.basic import MathReward
+
+    # a child inherits an ignored SIGINT from its parent (seen inside the full suite): this test is about
+    # the scoring process dying of a KeyboardInterrupt, so it installs Python's own handler first
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     reward = MathReward(timeout=600, workers=2)
     reward.score(["\\\\boxed{1}"], ["1"])  # the sandbox is up
