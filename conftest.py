@@ -27,3 +27,12 @@ def tiny_model(tmp_path_factory):
     from retrain.testing import tiny_model_dir
 
     return tiny_model_dir(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gqa_model(tmp_path_factory):
+    """The tiny Llama with grouped-query attention (4 query heads, 2 key/value heads) and a tied
+    output layer, as SmolLM2; built once per session."""
+    from retrain.testing import tiny_model_dir
+
+    return tiny_model_dir(tmp_path_factory.mktemp("tiny_gqa_model"), kv_heads=2, tied=True)

@@ -63,7 +63,11 @@ def versions_behind(rows: list[dict]) -> list[int]:
 
 # Metrics of 3 steps of this config at max_staleness 0 (seed 3), recorded from the loop at commit 0cc1e7c, before
 # retrain.train.schedule: (train/grad_norm, entropy/mean) per step. Still equal on main after the memory and
-# reproducibility changes that followed; a change meant to alter the loop's numerics re-records them.
+# reproducibility changes that followed; a change meant to alter the loop's numerics re-records them. Compared
+# to 1e-4 relative, not bit for bit: the numbers move in the 6th-7th digit with the library builds and the
+# machine's kernels (a fresh environment on 2026-12-05, same code: entropy 4.6041613 for 4.6041598 in step 1,
+# grad norm 0.2916453 for 0.2916438 in step 2), while a change to the loop (order, rows, loss) moves them by
+# far more.
 BEFORE = {
     0: [(0.30938398838043213, 4.604159832000732), (0.29164376854896545, 4.593918323516846),
         (0.2919052541255951, 4.5832624435424805)],
@@ -73,9 +77,10 @@ BEFORE = {
 
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
-def test_max_staleness_0_is_the_synchronous_loop_bit_for_bit(tiny_model, tmp_path, lora_rank):
+def test_max_staleness_0_is_the_synchronous_loop(tiny_model, tmp_path, lora_rank):
     rows = read_metrics(run(config(tmp_path, tiny_model, "sync", steps=3, staleness=0, seed=3, lora_rank=lora_rank)))
-    assert [(r["train/grad_norm"], r["entropy/mean"]) for r in rows] == BEFORE[lora_rank]
+    got = [(r["train/grad_norm"], r["entropy/mean"]) for r in rows]
+    assert [x for pair in got for x in pair] == pytest.approx([x for pair in BEFORE[lora_rank] for x in pair], rel=1e-4)
     assert not [k for r in rows for k in r if k.startswith("staleness/")]
 
 

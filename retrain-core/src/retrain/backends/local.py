@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retrain.backends.attention import use_grouped_attention
 from retrain.backends.compiled import CompiledDecoder, wants_compile
+from retrain.backends.frozen import restore_frozen_base, store_frozen_base
 from retrain.errors import ConfigError
 from retrain.train.loss import aggregation, mismatch_metrics, policy_loss, truncated_is_weight
 
@@ -108,7 +110,8 @@ def _cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def write_numerics(run_dir: Path, device: str, dtype: Any, autocast: Any, compile_backend: str = "none") -> dict[str, Any]:
+def write_numerics(run_dir: Path, device: str, dtype: Any, autocast: Any, compile_backend: str = "none",
+                   attention: str = "default") -> dict[str, Any]:
     """``<run dir>/numerics.json``: what decides the run's floating-point results beyond the config and
     the seed (docs/training.md, Reproducibility): versions, device, CPU kernel set, torch threads."""
     import json
@@ -121,7 +124,8 @@ def write_numerics(run_dir: Path, device: str, dtype: Any, autocast: Any, compil
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads(), "dtype": str(dtype).removeprefix("torch."),
             "autocast": str(autocast).removeprefix("torch.") if autocast is not None else "none",
-            "compile": compile_backend}  # torch.compile backend of the trained decoder, or "none"
+            "compile": compile_backend,  # torch.compile backend of the trained decoder, or "none"
+            "attention": attention}  # transformers attention implementation (sdpa_gqa on CPU: backends/attention.py)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "numerics.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
@@ -158,6 +162,8 @@ class LocalBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from retrain.distributed.world import rank_device
+
         if ctx is None:
             raise ConfigError("the local backend needs a run context (build it with registry.build(..., ctx=ctx)).")
         cfg = ctx.config
@@ -182,6 +188,7 @@ class LocalBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, **kw).to(self.device)
+        use_grouped_attention(model, self.device)  # CPU: no repeated K/V heads (backends/attention.py)
         self.lora = cfg.model.lora_rank > 0
         if self.lora:
             from peft import LoraConfig, get_peft_model
@@ -190,6 +197,8 @@ class LocalBackend:
                               lora_dropout=cfg.model.lora_dropout, target_modules="all-linear",
                               task_type="CAUSAL_LM")
             model = get_peft_model(model, lcfg)
+            if self.autocast_dtype is not None and rank_device(devices) is None:
+                store_frozen_base(model, self.autocast_dtype)  # the bf16 autocast would cast them to anyway
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if self.lora:
@@ -211,8 +220,6 @@ class LocalBackend:
             self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0)
         ctx.tokenizer = self.tokenizer
         self.compiled: CompiledDecoder | None = None  # [backend] compile: train_step's decoder, compiled
-        from retrain.distributed.world import rank_device
-
         distributed = rank_device(devices) is not None  # torchrun: the sharded trainer runs its own forward
         if compile is True and distributed:
             print("warning: [backend] compile = true: not applied under torchrun (the sharded trainer's "
@@ -223,7 +230,8 @@ class LocalBackend:
             self.compiled = CompiledDecoder(causal_lm_parts(model)[0])
         if ctx.run_dir is not None:
             write_numerics(Path(ctx.run_dir), self.device, self.dtype, self.autocast_dtype,
-                           self.compiled.backend if self.compiled else "none")
+                           self.compiled.backend if self.compiled else "none",
+                           getattr(model.config, "_attn_implementation", None) or "default")
 
     def compute_context(self) -> Any:
         """``torch.autocast`` for ``[backend] autocast`` (forward passes of trainer and engine), else a no-op."""
@@ -391,7 +399,9 @@ class LocalBackend:
         if self.lora:
             import copy
 
-            merged = copy.deepcopy(model).merge_and_unload()
+            merged = copy.deepcopy(model)
+            restore_frozen_base(merged, self.dtype)  # W + BA in the model's dtype, not the autocast one
+            merged = merged.merge_and_unload()
             merged.save_pretrained(path)
         else:
             model.save_pretrained(path)

@@ -73,6 +73,7 @@ def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperat
     import torch
 
     from retrain.backends.logprobs import cache_argument, prefill_prompts
+    from retrain.engines.kv_room import reserve_room
 
     device = next(model.parameters()).device
     n = len(prompt_ids)
@@ -82,8 +83,8 @@ def decode(model: Any, prompt_ids: list[list[int]], *, max_tokens: int, temperat
     # prefill one row per group (their common prefix once): cache and logits repeated G times
     out, cache, att = prefill_prompts(model, [list(x) for x in prompt_ids[::g]], pad_id, device, cache_kw,
                                       logits_to_keep=1)  # att [N/G, C+S]
+    reserve_room(cache, max_tokens, repeats=g)  # each prompt's K/V to its G rows, room for the completions
     if g > 1:
-        cache.batch_repeat_interleave(g)
         out.logits = out.logits.repeat_interleave(g, dim=0)  # [N, 1, V]
         att = att.repeat_interleave(g, dim=0)  # [N, C+S]
     next_pos = att.sum(1, keepdim=True)  # [N, 1]: positions count real tokens

@@ -44,23 +44,25 @@ def tiny_tokenizer() -> Any:
 
 
 def tiny_model_dir(path: str | Path, *, hidden: int = 64, layers: int = 2, heads: int = 4,
-                   intermediate: int = 128, seed: int = 0, arch: str = "llama", tied: bool = False) -> Path:
+                   intermediate: int = 128, seed: int = 0, arch: str = "llama", tied: bool = False,
+                   kv_heads: int | None = None) -> Path:
     """Write a random-init causal LM + tokenizer to ``path`` (idempotent) and return it.
 
-    ``tied``: the output layer shares the input embedding (as SmolLM2 and small Qwen models do)."""
+    ``tied``: the output layer shares the input embedding (as SmolLM2 and small Qwen models do).
+    ``kv_heads``: fewer key/value heads than query heads (grouped-query attention, as SmolLM2)."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
     path = Path(path)
     marker = path / "retrain_tiny.json"
     spec = {"hidden": hidden, "layers": layers, "heads": heads, "intermediate": intermediate, "seed": seed,
-            "arch": arch, **({"tied": True} if tied else {})}
+            "arch": arch, **({"tied": True} if tied else {}), **({"kv_heads": kv_heads} if kv_heads else {})}
     if marker.is_file() and json.loads(marker.read_text()) == spec:
         return path
     tok = tiny_tokenizer()
     cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
     cfg = cls(vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate,
-              num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+              num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads or heads,
               max_position_embeddings=1024, tie_word_embeddings=tied,
               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(seed)

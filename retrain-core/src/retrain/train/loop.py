@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from retrain.errors import RetrainError
 from retrain.protocols import Engine, optional
 from retrain.train.guards import check_sync, check_update
+from retrain.train.memory import memory_peaks, trim_heap
 from retrain.types import Rollouts, SamplingParams
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def collect_rollouts(ctx: RunContext, parts: Parts, step: int, clock: Clock) -> 
         params = sampling_params(t, step, parts.shards.row_offset(len(tasks)))
         prompt_ids, gen = parts.episodes.run(mine, params)  # B/W prompts, N/W rows
         prompt_ids, gen = parts.shards.gather_generation(prompt_ids, gen)  # every process's rows, global order
+        trim_heap()  # generation's freed tensors out of the heap before training allocates (train/memory.py)
     rollouts = Rollouts.from_generation(tasks, prompt_ids, gen, t.group_size)  # [N, T] tensors
     with clock("reward"):
         result = parts.shards.score(parts.reward, rollouts)
@@ -97,6 +99,7 @@ def update(ctx: RunContext, parts: Parts, step: int, batch: Collected, clock: Cl
         same = optional(parts.engine, Engine, "shares_weights") and sampled == trained
         mine = parts.shards.rows(batch.rollouts, token_adv)  # this process's rows: [N/W, T] x2
         train_metrics = parts.backend.train_step(*mine, importance_correction=not same)
+        trim_heap()
         train_metrics.update(check_update(ctx, step, batch.rollouts, train_metrics))  # non-finite: skip, bounded
     return {**credit_metrics, **train_metrics}
 
@@ -198,19 +201,6 @@ def throughput(rollouts: Rollouts, clock: Clock) -> dict[str, float]:
         out["throughput/gen_tok_per_s"] = gen_tokens / clock.phases["generate"]
     if clock.phases.get("train"):
         out["throughput/train_tok_per_s"] = train_tokens / clock.phases["train"]
-    return out
-
-
-def memory_peaks() -> dict[str, float]:
-    """memory/*: high-water marks since the process started: resident memory, and on CUDA the allocator's peak."""
-    import resource
-
-    import torch
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    out = {"memory/peak_rss_gb": rss / 1e9 if sys.platform == "darwin" else rss * 1024 / 1e9}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["memory/gpu_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return out
 
 

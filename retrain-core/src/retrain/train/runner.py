@@ -99,7 +99,9 @@ class OneProcessRun:
 def train(cfg: Config, registry: Registry, config_path: Path | None = None, resume: str | None = None) -> Path:
     """Train per ``cfg``; returns the run directory. ``resume``: None, "latest", or a path."""
     from retrain.distributed.run import start_distributed
+    from retrain.train.memory import fix_mmap_threshold
 
+    fix_mmap_threshold()  # a heap that does not grow step after step (train/memory.py)
     run: OneProcessRun | DistributedRun = start_distributed(cfg) or OneProcessRun()  # torchrun: this rank's
     run_dir, ckpt = run.resolve_run(cfg, Path(config_path) if config_path else None, resume)
     seed_everything(cfg.training.seed)

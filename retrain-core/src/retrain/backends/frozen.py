@@ -1,0 +1,39 @@
+"""A LoRA run's frozen base projections stored in the autocast dtype (``[backend] autocast``).
+
+Under bf16 autocast every matmul casts its fp32 weight to bf16 first. For trained (leaf,
+requires-grad) weights autocast caches that copy within a forward; for frozen ones it does not,
+so every forward of the 135M default model (each decoded token, each micro-batch) cast ~106M
+base weights again: ~0.2 GB of short-lived copies and their time. Keeping the frozen base
+projections in bf16 gives the matmuls the very same bf16 values (the cast is round-to-nearest
+either way: same logprobs, losses and gradients), halves their memory and skips the casts.
+Embeddings, norms (and a tied LM head) stay fp32: they are not matmul inputs autocast would cast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+def lora_base_layers(model: Any) -> list[Any]:
+    """The frozen ``torch.nn.Linear`` under each LoRA-wrapped projection of a peft model."""
+    import torch
+
+    return [m.base_layer for m in model.modules()
+            if isinstance(getattr(m, "base_layer", None), torch.nn.Linear) and hasattr(m, "lora_A")]
+
+
+def store_frozen_base(model: Any, dtype: torch.dtype) -> int:
+    """Convert the frozen base projections of a LoRA model to ``dtype`` in place; returns how many."""
+    layers = [m for m in lora_base_layers(model) if not any(p.requires_grad for p in m.parameters())]
+    for m in layers:
+        m.to(dtype)
+    return len(layers)
+
+
+def restore_frozen_base(model: Any, dtype: torch.dtype) -> None:
+    """The base projections back in the model's own dtype (a merged export: W + BA computed in it)."""
+    for m in lora_base_layers(model):
+        m.to(dtype)

@@ -1,0 +1,182 @@
+"""The default run's CPU memory and speed work (docs/default-run.md, Memory): grouped-query SDPA,
+the frozen LoRA base in the autocast dtype, the decode KV cache with reserved room, the heap.
+Each must leave the numbers as they were; these tests hold them to it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from retrain.config import config_from_dict
+from retrain.types import Generation, Rollouts, RunContext, SamplingParams, Task
+
+
+def _build(model_dir, **backend):
+    from retrain.backends.local import LocalBackend
+    from retrain.engines.pytorch import PytorchEngine
+
+    cfg = config_from_dict({"model": {"model": str(model_dir), "lora_rank": 4},
+                            "training": {"temperature": 0.7, "lr": 1e-2}})
+    ctx = RunContext(config=cfg, registry=None)
+    torch.manual_seed(0)
+    b = LocalBackend(ctx=ctx, devices="cpu", **backend)
+    ctx.backend = b
+    return b, PytorchEngine(ctx=ctx)
+
+
+def _prompts(tok):
+    few_shot = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+    return [list(tok.apply_chat_template(few_shot + [{"role": "user", "content": t}], add_generation_prompt=True,
+                                         tokenize=True, return_dict=True)["input_ids"]) for t in ("hi", "what is 7*6?", "x")]
+
+
+def _rollouts(prompts, gen, g):
+    tasks = [Task(prompt=str(i), answer="") for i in range(len(prompts))]
+    return Rollouts.from_generation(tasks, prompts, gen, g)
+
+
+def _sample(engine, prompts, **kw):
+    return engine.generate(prompts, SamplingParams(n=4, max_tokens=10, temperature=0.7, seed=3, **kw))
+
+
+def _logprobs_and_grads(backend, r):
+    backend.model.zero_grad()
+    lp, _ = backend.logprobs(r)  # [N, T]
+    (lp * r.mask).sum().backward()
+    grads = {n: p.grad.clone() for n, p in backend.model.named_parameters() if p.grad is not None}
+    return lp.detach(), grads
+
+
+def test_cpu_gqa_model_uses_sdpa_gqa_with_the_same_numbers(tiny_gqa_model):
+    fast, fast_engine = _build(tiny_gqa_model)
+    plain, plain_engine = _build(tiny_gqa_model)
+    assert fast.model.config._attn_implementation == "sdpa_gqa"
+    plain.model.set_attn_implementation("sdpa")  # transformers' own path: K/V heads repeated
+    assert plain.model.config._attn_implementation == "sdpa"
+    prompts = _prompts(fast.tokenizer)
+    a, b = _sample(fast_engine, prompts), _sample(plain_engine, prompts)
+    assert a.completion_ids == b.completion_ids
+    assert torch.allclose(torch.tensor(sum(a.logprobs, [])), torch.tensor(sum(b.logprobs, [])), atol=1e-5)
+    r = _rollouts(prompts, a, 4)
+    (lp_a, g_a), (lp_b, g_b) = _logprobs_and_grads(fast, r), _logprobs_and_grads(plain, r)
+    assert torch.allclose(lp_a, lp_b, atol=1e-5)
+    assert g_a.keys() == g_b.keys() and len(g_a) > 0
+    for name in g_a:
+        assert torch.allclose(g_a[name], g_b[name], atol=1e-6, rtol=1e-4), name
+
+
+def test_gpu_and_plain_heads_keep_sdpa(tiny_model, tiny_gqa_model):
+    from transformers import AutoModelForCausalLM
+
+    from retrain.backends.attention import use_grouped_attention
+
+    gqa = AutoModelForCausalLM.from_pretrained(tiny_gqa_model)
+    assert not use_grouped_attention(gqa, "cuda:0")  # masked enable_gqa is the slow math kernel on CUDA
+    assert gqa.config._attn_implementation == "sdpa"
+    assert not use_grouped_attention(AutoModelForCausalLM.from_pretrained(tiny_model), "cpu")  # nothing to group
+
+
+def test_frozen_base_in_bf16_gives_the_fp32_weights_numbers_under_autocast(tiny_gqa_model, tmp_path):
+    """autocast casts fp32 weights to bf16 for every matmul; storing the frozen base in bf16 must
+    give exactly what that cast gave (logprobs, gradients, samples), with fp32 trained weights."""
+    mixed, mixed_engine = _build(tiny_gqa_model, autocast="bfloat16")
+    reference, reference_engine = _build(tiny_gqa_model)  # fp32 base ...
+    reference.autocast_dtype = torch.bfloat16  # ... under the same autocast: what runs did before
+    frozen = {n: p.dtype for n, p in mixed.model.named_parameters() if not p.requires_grad}
+    assert frozen["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"] == torch.bfloat16
+    assert frozen["base_model.model.model.embed_tokens.weight"] == torch.float32  # embeddings, norms: fp32
+    assert frozen["base_model.model.model.norm.weight"] == torch.float32
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters() if p.requires_grad)
+    prompts = _prompts(mixed.tokenizer)
+    a, b = _sample(mixed_engine, prompts), _sample(reference_engine, prompts)
+    assert a.completion_ids == b.completion_ids and a.logprobs == b.logprobs
+    r = _rollouts(prompts, a, 4)
+    (lp_a, g_a), (lp_b, g_b) = _logprobs_and_grads(mixed, r), _logprobs_and_grads(reference, r)
+    assert torch.equal(lp_a, lp_b)
+    for name in g_a:
+        assert torch.equal(g_a[name], g_b[name]), name
+    out = mixed.save_weights(tmp_path / "merged")  # an export in the model's own dtype
+    from safetensors.torch import load_file
+
+    weights = load_file(str(next(out.glob("*.safetensors"))))
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
+def _prefilled(model, prompts, extra, repeats, autocast):
+    from retrain.backends.logprobs import cache_argument, prefill_prompts
+    from retrain.engines.kv_room import reserve_room
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out, cache, att = prefill_prompts(model, prompts, 0, "cpu", cache_argument(model), logits_to_keep=1)
+        if extra is None:
+            cache.batch_repeat_interleave(repeats)  # transformers' growing cache
+        else:
+            reserve_room(cache, extra, repeats=repeats)
+    return cache, att.repeat_interleave(repeats, dim=0)
+
+
+@pytest.mark.parametrize("gqa", [False, True])
+@pytest.mark.parametrize("autocast", [False, True])
+@pytest.mark.parametrize("extra", [6, 2])  # 2: fewer slots than tokens, the room doubles
+def test_decode_cache_with_room_gives_the_growing_caches_logits(tiny_gqa_model, tiny_model, gqa, autocast, extra):
+    from retrain.backends.logprobs import cache_argument
+    from retrain.engines.kv_room import RoomLayer
+
+    backend, _ = _build(tiny_gqa_model if gqa else tiny_model)
+    model = backend.model.eval()
+    prompts = _prompts(backend.tokenizer)
+    (grow, att), (room, _) = (_prefilled(model, prompts, None, 3, autocast),
+                              _prefilled(model, prompts, extra, 3, autocast))
+    assert all(isinstance(layer, RoomLayer) for layer in room.layers)
+    assert room.layers[0].keys.dtype == (torch.bfloat16 if autocast else torch.float32)
+    assert torch.equal(room.layers[0].keys.float(), grow.layers[0].keys.to(room.layers[0].keys.dtype).float())
+    pos = att.sum(1, keepdim=True)  # [N, 1]
+    tok = torch.arange(att.shape[0])[:, None] % 7 + 3  # [N, 1] any tokens
+    for _ in range(5):
+        att = torch.cat([att, torch.ones_like(tok)], dim=1)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            kw = dict(input_ids=tok, attention_mask=att, position_ids=pos, use_cache=True)
+            a = model(**kw, **{cache_argument(model): grow}).logits  # [N, 1, V]
+            b = model(**kw, **{cache_argument(model): room}).logits  # [N, 1, V]
+        assert torch.equal(a, b)
+        tok, pos = a.argmax(-1), pos + 1
+    assert room.get_seq_length() == grow.get_seq_length()
+
+
+def test_heap_is_pinned_and_trimmed_in_a_fresh_process():
+    """glibc: the mmap threshold is pinned (blocks >= 8 MiB mapped on their own) and a trim hands
+    freed heap back: resident memory falls by what was freed between live blocks."""
+    code = r"""
+import ctypes, os
+from retrain.train.memory import fix_mmap_threshold, trim_heap
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 1e6
+assert fix_mmap_threshold()
+libc = ctypes.CDLL('libc.so.6')
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+blocks = [libc.malloc(1 << 20) for _ in range(400)]  # 1 MiB each: below the threshold, from the heap
+for p in blocks:
+    libc.memset(p, 1, 1 << 20)
+for p in blocks[::2]:  # every other block: the live ones between keep free() from shrinking the heap
+    libc.free(p)
+before = rss()
+trim_heap()
+print(before - rss())
+"""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) > 150  # of the 200 MB freed, MB handed back by the trim
+
+
+def test_user_mmap_threshold_is_respected(monkeypatch):
+    from retrain.train.memory import fix_mmap_threshold
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert fix_mmap_threshold() is False
