@@ -147,7 +147,7 @@ def test_decode_cache_with_room_gives_the_growing_caches_logits(tiny_gqa_model, 
 
 
 def test_heap_is_pinned_and_trimmed_in_a_fresh_process():
-    """glibc: the mmap threshold is pinned (blocks >= 8 MiB mapped on their own) and a trim hands
+    """glibc: the mmap threshold is pinned (blocks >= 1 MiB mapped on their own) and a trim hands
     freed heap back: resident memory falls by what was freed between live blocks."""
     code = r"""
 import ctypes, os
@@ -159,9 +159,9 @@ libc = ctypes.CDLL('libc.so.6')
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
-blocks = [libc.malloc(1 << 20) for _ in range(400)]  # 1 MiB each: below the threshold, from the heap
+blocks = [libc.malloc(1 << 19) for _ in range(800)]  # 512 KiB each: below the threshold, from the heap
 for p in blocks:
-    libc.memset(p, 1, 1 << 20)
+    libc.memset(p, 1, 1 << 19)
 for p in blocks[::2]:  # every other block: the live ones between keep free() from shrinking the heap
     libc.free(p)
 before = rss()
