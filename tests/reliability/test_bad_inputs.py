@@ -202,7 +202,8 @@ def run_root(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("case", RUN_ROWS, ids=[c.id for c in RUN_ROWS])
 def test_bad_data(case: Bad, run_root: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _write_case(run_root / case.id, Bad(case.id, RUN_BASE + case.toml, case.expect, case.files), tiny_model)
-    _one_error_line(_run_main([str(cfg)], capsys), case.expect)
+    line = _one_error_line(_run_main([str(cfg)], capsys), case.expect)
+    assert not line.startswith("error: ["), f"a line that names a section names its file too: {line}"
 
 
 #: Rows whose mistake is in [data] alone: reported before any model loads (the environment is built first).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 class RetrainError(Exception):
@@ -21,6 +22,18 @@ class NumericsError(RetrainError):
 
 class PluginError(RetrainError):
     """A plugin or component that cannot be loaded or selected."""
+
+
+@contextmanager
+def in_config(source: str) -> Iterator[None]:
+    """A :class:`ConfigError` raised inside that names a section but not the file (``[data] path =
+    ...``, as components write them) gets the config file in front, as the config's own checks do."""
+    try:
+        yield
+    except ConfigError as e:
+        if source and str(e).startswith("["):
+            raise ConfigError(f"{source} {e}") from e
+        raise
 
 
 def did_you_mean(word: str, choices: Iterable[str], prefix: str = " Did you mean ") -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from retrain.errors import in_config
 from retrain.lifecycle import RunHooks
 from retrain.protocols import Backend, Environment, Reward, optional
 from retrain.train.episodes import episodes_for
@@ -40,7 +41,14 @@ class Parts:
 
 
 def build_parts(ctx: RunContext) -> Parts:
-    """Build environment, backend, engine, reward and credit from the config (loggers come later)."""
+    """Build environment, backend, engine, reward and credit from the config (loggers come later).
+    A component's error that names a section but not the file (``[data] path = ...: no such
+    file``) gets the config file in front."""
+    with in_config(ctx.config.source):
+        return _build_parts(ctx)
+
+
+def _build_parts(ctx: RunContext) -> Parts:
     from retrain.config import check_prompt_keys_unused
     from retrain.plugins.selection import runs_own_episodes
     from retrain.rewards import build_reward
