@@ -2,8 +2,8 @@
 # Issue 18's GPU benchmarks in one device call on one H200 (docs/performance.md), each against TRL in the same call.
 #
 # Here, once: bash benchmarks/ablation/prepare.sh (retrain's wheels in .whl), the TRL peer's wheels in .whltrl
-# (trl 1.16.0, datasets 4.8.5, dill 0.4.1, multiprocess 0.70.19) and ../shared/bench/trl_grpo_peer.py copied to
-# .bench/. Then: device run `bash benchmarks/speed_h200.sh` with carry [".whl", ".whltrl", ".bench/trl_grpo_peer.py"].
+# (trl 1.16.0, datasets 4.8.5, dill 0.4.1, multiprocess 0.70.19). Then: device run `bash benchmarks/speed_h200.sh`
+# with carry [".whl", ".whltrl"]. The TRL peer is benchmarks/peers/trl_grpo_peer.py (tracked: it travels with the tree).
 # Leaves in $OUT: speed-*.json and speed-*.log, one pair per workload:
 #   current  8 x 16 x 256 tokens, LoRA r32 (the workload of the 7x result), retrain then TRL (3 steps)
 #   compile  the same with [backend] compile = true (compile time reported once)
@@ -20,8 +20,8 @@ bench() {  # NAME ARGS...: one workload, its JSON and log in $OUT
 }
 for w in ${WORKLOADS:-current long compile}; do
   case $w in
-    current) bench current --steps 3 --peer .bench/trl_grpo_peer.py ;;
-    long) bench long --steps 2 --tokens 1024 --peer .bench/trl_grpo_peer.py ;;
+    current) bench current --steps 3 --peer benchmarks/peers/trl_grpo_peer.py ;;
+    long) bench long --steps 2 --tokens 1024 --peer benchmarks/peers/trl_grpo_peer.py ;;
     compile) bench compile --steps 3 --compile-train ;;
   esac
 done
