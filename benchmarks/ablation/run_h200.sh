@@ -10,8 +10,8 @@
 #      GPU) if it has not run yet, then the default retrain.toml)
 #   (any time after call 2) bash benchmarks/ablation/run_h200.sh default   carry [".whl"]   (~3 min)
 # Call 2 assembles the model, installs what is missing and starts the campaign (ANCHOR_FIRST=1: the addition
-# anchor first; PARITY=1: issue 18's parity runs beside the campaign), all 20 runs at once
-# on the one GPU; every call stops the campaign before the 10-minute limit with SIGINT (each run
+# anchor first; PARITY=1: issue 18's parity runs beside the campaign), as many runs at once as the
+# GPU's memory holds (WORKERS overrides); every call stops the campaign before the 10-minute limit with SIGINT (each run
 # finishes its step and checkpoints) and resumes it in the next call (the campaign folder lives
 # in /tmp while the machine stays warm; a fresh machine starts again at call 1).
 # Every call leaves in $OUT: ablation-runs.tar.gz (manifest, metrics.jsonl, configs, logs,
@@ -27,6 +27,11 @@ root=/tmp/ablation
 mkdir -p "$root"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 RETRAIN_CACHE_DIR=$root/cache PYTHONPATH=/tmp/site
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+# runs at once: a run takes about 4.5 GB of GPU memory, up to 8 GB while it evaluates in chunks of
+# [eval] batch_size = 32 problems; 20 at once ran out of memory on an H100 (80 GB): 8 there, 15 on an H200
+gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+workers=${WORKERS:-$(( gpu_mib / 9216 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
 OUT=${OUT:-$root/out}; mkdir -p "$OUT"
 
 if [ "$phase" = a ]; then
@@ -89,10 +94,10 @@ if [ ! -f "$root/base_eval.json" ] && [ "$phase" = b ]; then
     --set "logging.log_dir=\"$root/base\"" --out "$root/base_eval.json" > "$root/base_eval.log" 2>&1 < /dev/null &
 fi
 left=$(( budget - ($(date +%s) - start) ))
-echo "campaign for $left s"
+echo "campaign for $left s, $workers runs at once"
 timeout -s INT -k 30 "$left" python3 -m retrain.cli.main examples/ablation.toml \
   --set "model.model=\"$root/smollm2.gguf\"" --set "logging.log_dir=\"$root/runs\"" \
-  --set 'logging.loggers=["jsonl"]' --set campaign.max_workers=20 --set campaign.stagger_seconds=2.0 --set eval.at_start=false
+  --set 'logging.loggers=["jsonl"]' --set campaign.max_workers=$workers --set campaign.stagger_seconds=2.0 --set eval.at_start=false
 rc=$?
 kill $sampler 2>/dev/null
 python3 benchmarks/ablation/pack.py "$root/runs/ablation" "$OUT"

@@ -82,6 +82,28 @@ def test_greedy_is_argmax_decoding_and_repeatable(setup) -> None:
     assert report["problems"][0]["completion"] == expected
 
 
+def test_batch_size_chunks_the_engine_calls_and_keeps_greedy(setup) -> None:
+    ctx, parts = setup
+    whole = run_eval(ctx, parts, step=1)
+    calls: list[tuple[int, int, int | None]] = []  # (prompts, seed, row_offset) of each engine call
+    generate = parts.engine.generate
+
+    def counting(prompt_ids, params):
+        calls.append((len(prompt_ids), params.seed, params.row_offset))
+        return generate(prompt_ids, params)
+
+    parts.engine.generate = counting
+    ctx.config.eval.batch_size = 2
+    chunked = run_eval(ctx, parts, step=2)
+    # 5 problems in chunks of 2: greedy (n=1), then pass@3 (n=3), each keyed by the chunk's first problem
+    assert calls == [(2, 1234, 0), (2, 1236, 2), (1, 1238, 4)] * 2
+    reports = [json.loads((ctx.run_dir / "eval" / f"step_{s}.json").read_text())["problems"] for s in (1, 2)]
+    assert [p["completion"] for p in reports[1]] == [p["completion"] for p in reports[0]]
+    assert chunked["eval/pass@1"] == whole["eval/pass@1"]
+    assert [len(p["samples"]) for p in reports[1]] == [3] * 5
+    assert chunked["eval/mean@3"] == sum(s["reward"] for p in reports[1] for s in p["samples"]) / 15
+
+
 def test_eval_command_on_the_base_model(tiny_model: Path, tmp_path: Path) -> None:
     (tmp_path / "eval_scorer.py").write_text(SCORER)
     write_tasks(tmp_path / "tasks.jsonl")

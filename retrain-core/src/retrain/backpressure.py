@@ -331,16 +331,7 @@ def generate_with_backpressure(engine: Any, prompt_ids: list[list[int]], params:
         controller.observe(len(gen.completion_ids), sum(len(c) for c in gen.completion_ids) / seconds)
         parts.append(gen)
         start += len(chunk)
-    if len(parts) == 1:
-        return parts[0]
-
-    def cat(name: str) -> list | None:
-        values = [getattr(g, name) for g in parts]
-        return None if any(v is None for v in values) else [x for v in values for x in v]
-
-    return Generation(completion_ids=cat("completion_ids"), logprobs=cat("logprobs"),  # type: ignore[arg-type]
-                      finish_reasons=cat("finish_reasons"), texts=cat("texts"),  # type: ignore[arg-type]
-                      policy_version=parts[0].policy_version, entropy=cat("entropy"), loss_mask=cat("loss_mask"))
+    return Generation.concat(parts)
 
 
 class BackpressureEngine:

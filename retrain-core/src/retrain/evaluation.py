@@ -19,7 +19,8 @@ Other metrics: ``eval/reward_mean``, ``eval/boxed_rate`` (completions with a com
 
 The training loop calls it every ``[eval] every`` steps; ``retrain eval`` (``retrain.cli.eval_cmd``)
 builds the parts as a run does and calls it once. Back pressure does not chunk evaluation: it
-samples from ``parts.engine`` itself.
+samples from ``parts.engine`` itself, in chunks of ``[eval] batch_size`` problems when that is set
+(concurrent runs on one GPU: the KV cache of num_problems * pass_k rows at once can be tens of GB).
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrain.train.episodes import episodes_for
-from retrain.types import SamplingParams
+from retrain.types import Generation, SamplingParams
 
 if TYPE_CHECKING:
+    from retrain.train.episodes import Episodes
     from retrain.train.parts import Parts
-    from retrain.types import RunContext
+    from retrain.types import RunContext, Task
 
 EVAL_SEED = 1234  # the pass@k samples are the same for every evaluation of a run
 CORRECT = 1.0 - 1e-6
@@ -43,6 +46,20 @@ CORRECT = 1.0 - 1e-6
 
 def _eval_max_tokens(cfg: Any) -> int:
     return cfg.eval.max_tokens or cfg.training.max_tokens
+
+
+def _generate(episodes: Episodes, tasks: list[Task], params: SamplingParams, batch_size: int) -> Generation:
+    """All tasks' rows (groups contiguous), in chunks of ``batch_size`` tasks (0 = one call).
+
+    A chunk starting at task i samples with ``seed + i`` and ``row_offset = i``: a fixed draw for a given
+    batch size, not the one-call draw; greedy rows do not depend on the batch size."""
+    if batch_size <= 0 or batch_size >= len(tasks):
+        return episodes.run(tasks, params)[1]
+    chunks = [episodes.run(tasks[i:i + batch_size], replace(params, seed=params.seed + i, row_offset=i))[1]
+              for i in range(0, len(tasks), batch_size)]
+    if len({g.policy_version for g in chunks}) != 1:
+        raise RuntimeError(f"evaluation chunks sampled from different policy versions {[g.policy_version for g in chunks]}")
+    return Generation.concat(chunks)
 
 
 def run_eval(ctx: RunContext, parts: Parts, step: int, report_path: Path | None = None) -> dict[str, float]:
@@ -59,7 +76,8 @@ def run_eval(ctx: RunContext, parts: Parts, step: int, report_path: Path | None 
     references = [t.answer for t in tasks]
     max_tokens = _eval_max_tokens(cfg)
 
-    _, greedy = episodes.run(tasks, SamplingParams(n=1, max_tokens=max_tokens, temperature=0.0, seed=EVAL_SEED))
+    greedy = _generate(episodes, tasks, SamplingParams(n=1, max_tokens=max_tokens, temperature=0.0, seed=EVAL_SEED),
+                       cfg.eval.batch_size)
     scored = reward.score(greedy.texts, references)
     correct = [r >= CORRECT for r in scored.rewards]
     n = max(1, len(tasks))
@@ -79,8 +97,9 @@ def run_eval(ctx: RunContext, parts: Parts, step: int, report_path: Path | None 
 
     k = cfg.eval.pass_k
     if k > 1:
-        _, sampled = episodes.run(tasks, SamplingParams(n=k, max_tokens=max_tokens, temperature=cfg.training.temperature,
-                                                        top_p=cfg.training.top_p, seed=EVAL_SEED))
+        sampled = _generate(episodes, tasks, SamplingParams(n=k, max_tokens=max_tokens, top_p=cfg.training.top_p,
+                                                            temperature=cfg.training.temperature, seed=EVAL_SEED),
+                            cfg.eval.batch_size)
         refs_k = [r for r in references for _ in range(k)]  # groups contiguous: [N = n*k]
         scored_k = reward.score(sampled.texts, refs_k)
         hits = [r >= CORRECT for r in scored_k.rewards]

@@ -56,6 +56,21 @@ class Generation:
     entropy: list[list[float]] | None = None  # N, Shannon entropy of the sampling distribution
     loss_mask: list[list[int]] | None = None  # N, 0 on tokens the model did not generate (multi-turn)
 
+    @classmethod
+    def concat(cls, parts: list[Generation]) -> Generation:
+        """The rows of several generations in order (chunks of one request, or ranks); an optional field
+        is kept only when every part has it. The policy version is the first part's (callers check equality)."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(name: str) -> Any:
+            values = [getattr(g, name) for g in parts]
+            return None if any(v is None for v in values) else [x for v in values for x in v]
+
+        return cls(completion_ids=cat("completion_ids"), logprobs=cat("logprobs"), finish_reasons=cat("finish_reasons"),
+                   texts=cat("texts"), policy_version=parts[0].policy_version, entropy=cat("entropy"),
+                   loss_mask=cat("loss_mask"))
+
 
 @dataclass
 class Rollouts:

@@ -259,6 +259,8 @@ class EvalConfig:
     at_start: bool = opt(True, "Evaluate before training.")
     at_end: bool = opt(True, "Evaluate after training.")
     max_tokens: int = opt(0, "Max completion tokens in eval (0 = [training] max_tokens).", ge=0)
+    batch_size: int = opt(0, "Problems per generation call (0 = all at once). Bounds an evaluation's KV cache "
+                             "(num_problems * pass_k rows at once by default); greedy results do not change.", ge=0)
 
 
 @dataclass

@@ -82,14 +82,7 @@ class StepShards:
         if len(versions) != 1:
             raise RuntimeError(f"ranks sampled from different policy versions {sorted(versions)}")
 
-        def cat(field: str) -> Any:
-            values = [getattr(g, field) for _, g in parts]
-            return None if any(v is None for v in values) else [x for v in values for x in v]
-
-        merged = Generation(completion_ids=cat("completion_ids"), logprobs=cat("logprobs"),
-                            finish_reasons=cat("finish_reasons"), texts=cat("texts"),
-                            policy_version=parts[0][1].policy_version, entropy=cat("entropy"),
-                            loss_mask=cat("loss_mask"))
+        merged = Generation.concat([g for _, g in parts])
         return [p for ids, _ in parts for p in ids], merged
 
     def score(self, reward: Any, rollouts: Rollouts) -> Any:
