@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from retrain.campaign.runner import child_command
-from retrain.campaign.spec import DEFAULT_CONDITIONS, expand, parse_conditions
+from retrain.campaign.spec import DEFAULT_CONDITIONS, expand, launch_order, parse_conditions
 from retrain.config import parse_value
 from retrain.errors import ConfigError
 
@@ -33,6 +33,9 @@ def test_default_ablation_times_seeds(tmp_path):
     # every run has its own directory: no shared adapter/checkpoint/metrics paths
     dirs = {(s.overrides["logging.log_dir"], s.overrides["logging.run_name"]) for s in specs}
     assert len(dirs) == len(specs) == 10
+    # runs start seed by seed, so a campaign stopped midway has the same seeds for every condition
+    assert [s.name for s in launch_order(specs)][:6] == ["grpo-s1", "maxrl-s1", "maxrl+gtpo-s1", "maxrl+gtpo_hicra-s1",
+                                                         "maxrl+gtpo_sepa-s1", "grpo-s2"]
 
 
 def test_conditions_overrides_and_precedence(tmp_path):

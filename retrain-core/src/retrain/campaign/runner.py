@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from retrain.campaign import rundir
-from retrain.campaign.spec import RunSpec, expand, shadowed
+from retrain.campaign.spec import RunSpec, expand, launch_order, shadowed
 from retrain.config import Config, load_config, parse_set
 from retrain.config import _toml_value as toml_value
 from retrain.errors import RetrainError
@@ -149,7 +149,7 @@ class Campaign:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> int:
-        todo = [s for s in self.specs if not self._skip(s)]
+        todo = [s for s in launch_order(self.specs) if not self._skip(s)]
         self.say(f"campaign {self.cdir}: {len(self.specs)} runs ({len(self.specs) - len(todo)} already done), "
                  f"{self.workers} worker(s)")
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None

@@ -153,6 +153,13 @@ def expand(config_path: str | Path, overrides: dict[str, Any] | None = None,
     return cdir, specs
 
 
+def launch_order(specs: list[RunSpec]) -> list[RunSpec]:
+    """Seed-major: every condition's first seed, then every condition's second, ... so that a campaign
+    stopped midway (a GPU lent for a while) has the same seeds for every condition to compare."""
+    seeds = list(dict.fromkeys(s.seed for s in specs))
+    return sorted(specs, key=lambda s: seeds.index(s.seed))  # stable: condition order within a seed
+
+
 def _tags(base: list[str], condition: str, seed: int, campaign: str) -> list[str]:
     extra = [f"condition:{condition}", f"seed:{seed}", f"campaign:{campaign}"]
     return [*base, *(t for t in extra if t not in base)]
