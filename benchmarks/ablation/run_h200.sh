@@ -28,10 +28,11 @@ mkdir -p "$root"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 RETRAIN_CACHE_DIR=$root/cache PYTHONPATH=/tmp/site
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-# runs at once: a run takes about 4.5 GB of GPU memory, up to 8 GB while it evaluates in chunks of
-# [eval] batch_size = 32 problems; 20 at once ran out of memory on an H100 (80 GB): 8 there, 15 on an H200
+# runs at once: a run takes about 4.5 GB of GPU memory, somewhat more while it evaluates ([eval] batch_size
+# = 16 problems x 8 samples: the rows of a training step); 20 at once, each evaluating 2048 rows in one
+# call, ran out of memory on an H100 (80 GB). 7.5 GB a run: 10 on an H100, 18 on an H200
 gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
-workers=${WORKERS:-$(( gpu_mib / 9216 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
+workers=${WORKERS:-$(( gpu_mib / 7680 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
 OUT=${OUT:-$root/out}; mkdir -p "$OUT"
 
 if [ "$phase" = a ]; then
