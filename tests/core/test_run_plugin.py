@@ -24,7 +24,7 @@ def test_eval_command_builds_the_environment_provider_and_its_own_reward(run_plu
     """`retrain eval` takes the tasks from [environment] provider and scores them with that
     environment's reward, not with [reward] type (whose math check could never match "never-matched")."""
     config = write_toy_config(tmp_path / "run.toml", tiny_model, environment={"provider": "parity_env"},
-                              reward={"type": "math"}, training={"max_tokens": 8},
+                              data={"source": "synthetic"}, reward={"type": "math"},  # the defaults: not refused training={"max_tokens": 8},
                               eval={"num_problems": 6, "pass_k": 1})
     proc = run_cli("eval", str(config), cwd=tmp_path, extra_path=run_plugin, timeout=300, OMP_NUM_THREADS="1")
     assert proc.returncode == 0, proc.stderr[-2000:]

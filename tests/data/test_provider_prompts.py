@@ -1,7 +1,9 @@
-"""[data] prompt keys under an [environment] provider: refused when the environment renders its own
-prompts (it runs its own episodes: ``Environment.rollout``), applied when the loop renders them.
+"""Keys an [environment] provider would ignore are refused (``retrain.config.check_provider_keys``):
+[data] task keys always, [data] prompt keys when the environment renders its own prompts (it runs its
+own episodes: ``Environment.rollout``; applied when the loop renders them), [reward] keys when it brings
+its own reward; a key the environment lists in ``config_keys`` is read, not refused.
 The refusal comes from the pre-flight check (``retrain config`` too) when the registered class
-declares ``rollout``, else from building the environment, which happens before any model loads."""
+declares it, else from building the environment, which happens before any model loads."""
 
 from __future__ import annotations
 
@@ -52,11 +54,21 @@ class LoopEpisodes(Tasks):
     """The loop renders its prompts, with the [data] prompt keys."""
 
 
+class OwnReward(Tasks):
+    """Scores with its own reward; reads [data] path and [reward] timeout itself."""
+
+    config_keys = ("data.path", "reward.timeout")
+
+    def __init__(self):
+        self.reward = object()
+
+
 @hookimpl
 def retrain_register_environments(register):
     register("own_episodes", OwnEpisodes)
     register("late_episodes", LateEpisodes)
     register("loop_episodes", LoopEpisodes)
+    register("own_reward", OwnReward)
 '''
 
 #: Each [data] prompt key with a value other than its default.
@@ -76,10 +88,13 @@ def config(provider: str, key: str, tmp_path):
                              "model": {"model": str(tmp_path / "no-model")}}, source="r.toml")
 
 
-def expected(key: str, provider: str) -> str:
-    return (f'r.toml: [data] {key} is not applied with [environment] provider = "{provider}": the environment '
-            "supplies its own prompts (its tasks' messages, rendered with the tokenizer's chat template); remove "
-            "it, or train from [data] instead.")
+def expected(key: str, provider: str, shown: str | None = None, section: str = "data",
+             what: str = "prompts (its tasks' messages, rendered with the tokenizer's chat template)") -> str:
+    from retrain.config import _show
+
+    shown = shown or _show(SET_KEYS[key])
+    return (f'r.toml: [{section}] {key} = {shown} is not applied with [environment] provider = "{provider}": the '
+            f"environment supplies its own {what}; remove it, or train from [data] and [reward] instead.")
 
 
 @pytest.mark.parametrize("key", SET_KEYS)
@@ -113,3 +128,31 @@ def test_the_prompt_keys_apply_when_the_loop_renders_the_provider_prompts(tmp_pa
     assert isinstance(episodes_for(ctx, environment, engine=None), PromptEpisodes)  # renders with [data] keys
     # defaults everywhere: nothing to refuse, whoever renders
     reg.check_config(config_from_dict({"environment": {"provider": "own_episodes"}}, source="r.toml"))
+
+
+@pytest.mark.parametrize(("key", "value"), [("source", "jsonl"), ("path", "tasks.jsonl"), ("levels", [2]),
+                                            ("preset", "gsm8k")])
+def test_a_task_key_is_refused_under_any_provider(key, value, tmp_path):
+    from retrain.config import _show
+
+    reg = registry()
+    cfg = config_from_dict({"environment": {"provider": "loop_episodes"}, "data": {key: value},
+                            "model": {"model": str(tmp_path / "no-model")}}, source="r.toml")
+    with pytest.raises(ConfigError) as e:
+        reg.check_config(cfg)
+    assert str(e.value) == expected(key, "loop_episodes", _show(value), what="tasks")
+
+
+def test_reward_keys_are_refused_when_the_provider_scores_and_declared_keys_are_read(tmp_path):
+    reg = registry()
+
+    def cfg(data: dict, reward: dict):
+        return config_from_dict({"environment": {"provider": "own_reward"}, "data": data, "reward": reward,
+                                 "model": {"model": str(tmp_path / "no-model")}}, source="r.toml")
+
+    with pytest.raises(ConfigError) as e:  # the class does not show its reward: building it does
+        build_parts(RunContext(config=cfg({}, {"type": "match"}), registry=reg))
+    assert str(e.value) == expected("type", "own_reward", '"match"', section="reward", what="reward")
+    # [data] path and [reward] timeout are in its config_keys: read, so past the environment to the model
+    with pytest.raises(ConfigError, match="no-model"):
+        build_parts(RunContext(config=cfg({"path": "tasks.jsonl"}, {"timeout": 9.0}), registry=reg))

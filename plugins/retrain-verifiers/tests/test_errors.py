@@ -76,9 +76,9 @@ def test_data_prompt_keys_are_refused_by_retrain_config_and_the_run_alike(tmp_pa
     before anything loads (no environment package, no model needed), with the same line from both."""
     config = write_run(tmp_path, tmp_path / "no-model", "retrain-vf-letters")
     config.write_text(config.read_text() + '[data]\nsystem_prompt = "Be brief."\n')
-    expected = ('error: run.toml: [data] system_prompt is not applied with [environment] provider = "verifiers": '
-                "the environment supplies its own prompts (its tasks' messages, rendered with the tokenizer's chat "
-                "template); remove it, or train from [data] instead.")
+    expected = ('error: run.toml: [data] system_prompt = "Be brief." is not applied with [environment] provider = '
+                "\"verifiers\": the environment supplies its own prompts (its tasks' messages, rendered with the "
+                "tokenizer's chat template); remove it, or train from [data] and [reward] instead.")
     for args in (["config", "run.toml"], ["run.toml"]):
         proc = subprocess.run([sys.executable, "-m", "retrain.cli.main", *args], cwd=tmp_path, capture_output=True,
                               text=True, timeout=120)

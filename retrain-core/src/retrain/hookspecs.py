@@ -139,7 +139,10 @@ def retrain_register_environments(register: Register) -> None:
     also runs its own interaction loop. It is built before the backend (``ctx.backend`` and
     ``ctx.tokenizer`` are None then), so that bad data fails before any model loads; checks
     that need the model go in its optional ``check_prompts(ctx)``, called once the backend is
-    built (``retrain.protocols.Environment``).
+    built (``retrain.protocols.Environment``). As an ``[environment] provider`` it supplies its
+    own tasks, so a ``[data]`` task key set in the config is refused as ignored (prompt keys too
+    when it has ``rollout``, ``[reward]`` keys when it has ``reward``), unless its optional
+    ``config_keys`` lists it (``("data.path",)``): it reads ``ctx.config`` itself.
 
     Example::
 

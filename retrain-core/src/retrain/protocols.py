@@ -108,6 +108,10 @@ class Environment(Protocol):
     #: than its context). The environment is built before the backend, so that bad data fails before any
     #: model loads; this is called once the backend is built (``ctx.backend``, ``ctx.tokenizer`` set).
     check_prompts: Callable[[Any], None] | None = None
+    #: Under ``[environment] provider``, [data] task keys, [data] prompt keys (when it has ``rollout``) and
+    #: [reward] keys (when it has ``reward``) are refused as ignored (``retrain.config.check_provider_keys``),
+    #: except those listed here as ``"section.key"`` because the environment reads them.
+    config_keys: tuple[str, ...] = ()
 
     def sample(self, batch_size: int) -> list[Task]:
         """The next ``batch_size`` training tasks (advances a cursor saved in checkpoints)."""

@@ -204,19 +204,38 @@ def _check_hf_keys(cfg: Config) -> None:
 
 #: [data] keys that decide how the loop renders a task's prompt (retrain.prompts.render_prompts).
 PROMPT_KEYS = ("prompt_template", "system_prompt", "few_shot", "chat_template", "chat_template_kwargs")
+#: [data] keys that choose the tasks; an [environment] provider supplies its own tasks.
+TASK_KEYS = ("source", "path", "subjects", "levels", "name", *HF_ONLY_KEYS)
 
 
-def check_prompt_keys_unused(cfg: Config) -> None:
-    """Called when the [environment] provider runs its own episodes (``Environment.rollout``, e.g.
-    retrain-verifiers): it renders its own prompts (its tasks' messages, the tokenizer's chat
-    template), so a [data] prompt key set there would be ignored; it is refused instead."""
-    defaults = SECTIONS["data"]()
-    for key in PROMPT_KEYS:
-        if getattr(cfg.data, key) != getattr(defaults, key):
-            raise ConfigError(f'{cfg.source}: [data] {key} is not applied with [environment] provider = '
-                              f'"{cfg.environment.provider}": the environment supplies its own prompts (its tasks\' '
-                              "messages, rendered with the tokenizer's chat template); remove it, or train from "
-                              "[data] instead.")
+def check_provider_keys(cfg: Config, environment: Any) -> None:
+    """Under an [environment] provider, a key it would ignore is refused instead, in one line:
+
+    - [data] task keys (``TASK_KEYS``): the provider supplies its own tasks;
+    - [data] prompt keys (``PROMPT_KEYS``) when it runs its own episodes (``Environment.rollout``, e.g.
+      retrain-verifiers): it renders its own prompts;
+    - [reward] keys when it brings its own reward (``Environment.reward``).
+
+    A provider that does read some of these lists them in its optional ``config_keys`` member
+    (``("data.path", "reward.timeout")``). ``environment`` is the built environment, or the registered
+    class for the pre-flight check (which sees only what the class declares)."""
+    from retrain.protocols import Environment, optional
+
+    provider = f'[environment] provider = "{cfg.environment.provider}"'
+    reads = set(getattr(environment, "config_keys", ()) or ())
+    ignored = [("data", key, "tasks") for key in TASK_KEYS]
+    if optional(environment, Environment, "rollout") is not None:
+        ignored += [("data", key, "prompts (its tasks' messages, rendered with the tokenizer's chat template)")
+                    for key in PROMPT_KEYS]
+    if optional(environment, Environment, "reward") is not None:
+        ignored += [("reward", key, "reward") for key in SECTIONS["reward"].__dataclass_fields__]
+    defaults = {section: SECTIONS[section]() for section in ("data", "reward")}
+    for section, key, what in ignored:
+        value = getattr(getattr(cfg, section), key)
+        if f"{section}.{key}" not in reads and value != getattr(defaults[section], key):
+            raise ConfigError(f"{cfg.source}: [{section}] {key} = {_show(value)} is not applied with {provider}: "
+                              f"the environment supplies its own {what}; remove it, or train from [data] and "
+                              "[reward] instead.")
 
 
 def check_devices(devices: str, where: str) -> None:

@@ -99,7 +99,7 @@ def run(args: Any) -> dict[str, Any] | None:
            "tok_per_s_end_to_end": round(n * length / mean["s"], 1),
            "train_tok_per_s": round(n * (plen + length) / mean["train"], 1),
            "peak_GiB_rank0": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None}
-    world.close()
+    world.close(synchronize=True)
     return out if world.is_main else None
 
 

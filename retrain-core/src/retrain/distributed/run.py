@@ -115,8 +115,8 @@ class DistributedRun:
         return save_run_checkpoint(self.world, run_dir, step, backend=parts.backend, environment=parts.environment,
                             credit=parts.credit, keep=keep)
 
-    def close(self) -> None:
-        self.world.close()
+    def close(self, clean: bool = False) -> None:
+        self.world.close(synchronize=clean)
 
 
 def start_distributed(cfg: Config) -> DistributedRun | None:

@@ -83,10 +83,15 @@ class World:
         else:
             dist.barrier()
 
-    def close(self) -> None:
+    def close(self, synchronize: bool = False) -> None:
+        """Leave the process group. ``synchronize`` (a clean end: every rank is here) waits for the others
+        first: a rank that tears gloo down while a peer still reads from it can abort that peer with
+        "terminate called without an active exception". After an error a peer may never arrive: no wait."""
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if synchronize:
+                self.barrier()
             dist.destroy_process_group()
 
 

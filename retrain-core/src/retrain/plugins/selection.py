@@ -47,22 +47,15 @@ def check_config(registry: Selectable, cfg: Any) -> None:
                     continue
                 registry.get(kind.name, name, where=f"{cfg.source} [{section}] {key}")
     provider = cfg.environment.provider
-    if provider and runs_own_episodes(registry.get("environment", provider).factory):
-        from retrain.config import check_prompt_keys_unused
+    if provider:
+        from retrain.config import check_provider_keys
 
-        check_prompt_keys_unused(cfg)  # `retrain config` says so too (build_parts checks the built environment)
+        # `retrain config` says so too, from what the class declares (build_parts checks the built environment)
+        check_provider_keys(cfg, registry.get("environment", provider).factory)
     for section, body in cfg.plugin_sections.items():
         readers = section_readers(registry, section)
         if readers and body:
             check_options(readers, body, f"{cfg.source} [{section}]")
-
-
-def runs_own_episodes(environment: Any) -> bool:
-    """Whether an environment (built, or the class registered for it) renders and samples its own
-    episodes (``retrain.protocols.Environment.rollout``)."""
-    from retrain.protocols import Environment, optional
-
-    return optional(environment, Environment, "rollout") is not None
 
 
 def section_readers(registry: Selectable, section: str) -> list[Component]:

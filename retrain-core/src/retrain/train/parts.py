@@ -49,8 +49,7 @@ def build_parts(ctx: RunContext) -> Parts:
 
 
 def _build_parts(ctx: RunContext) -> Parts:
-    from retrain.config import check_prompt_keys_unused
-    from retrain.plugins.selection import runs_own_episodes
+    from retrain.config import check_provider_keys
     from retrain.rewards import build_reward
 
     cfg, reg, src = ctx.config, ctx.registry, ctx.config.source
@@ -58,8 +57,7 @@ def _build_parts(ctx: RunContext) -> Parts:
     if cfg.environment.provider:
         environment = reg.build("environment", cfg.environment.provider,
                                 where=f"{src} [environment] provider", ctx=ctx)
-        if runs_own_episodes(environment):
-            check_prompt_keys_unused(cfg)  # it renders its own prompts: [data] prompt keys would be ignored
+        check_provider_keys(cfg, environment)  # [data] / [reward] keys it would ignore are refused
     else:
         environment = reg.build("environment", cfg.data.source, where=f"{src} [data] source", ctx=ctx)
     backend = reg.build("backend", cfg.backend.backend, where=f"{src} [backend] backend", ctx=ctx)

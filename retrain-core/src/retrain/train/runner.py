@@ -92,7 +92,7 @@ class OneProcessRun:
         return checkpoint.save_checkpoint(run_dir, step, backend=parts.backend, environment=parts.environment,
                                           credit=parts.credit, extra=extra, keep=keep)
 
-    def close(self) -> None:
+    def close(self, clean: bool = False) -> None:
         """Nothing to leave."""
 
 
@@ -151,7 +151,7 @@ def train(cfg: Config, registry: Registry, config_path: Path | None = None, resu
             parts.hooks.end_run(ctx, status)  # "failed" while an exception propagates
         finally:
             close_parts(parts)
-            run.close()
+            run.close(clean=status != "failed")  # torchrun: ranks leave together only after a clean end
     if run.is_main:  # the run's headline: held-out accuracy before -> after (retrain.train.summary)
         from retrain.train.summary import accuracy_line
 
