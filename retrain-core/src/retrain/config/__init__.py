@@ -219,15 +219,13 @@ def check_provider_keys(cfg: Config, environment: Any) -> None:
     A provider that does read some of these lists them in its optional ``config_keys`` member
     (``("data.path", "reward.timeout")``). ``environment`` is the built environment, or the registered
     class for the pre-flight check (which sees only what the class declares)."""
-    from retrain.protocols import Environment, optional
-
     provider = f'[environment] provider = "{cfg.environment.provider}"'
     reads = set(getattr(environment, "config_keys", ()) or ())
     ignored = [("data", key, "tasks") for key in TASK_KEYS]
-    if optional(environment, Environment, "rollout") is not None:
+    if getattr(environment, "rollout", None) is not None:  # Environment's optional members (no import: a cycle)
         ignored += [("data", key, "prompts (its tasks' messages, rendered with the tokenizer's chat template)")
                     for key in PROMPT_KEYS]
-    if optional(environment, Environment, "reward") is not None:
+    if getattr(environment, "reward", None) is not None:
         ignored += [("reward", key, "reward") for key in SECTIONS["reward"].__dataclass_fields__]
     defaults = {section: SECTIONS[section]() for section in ("data", "reward")}
     for section, key, what in ignored:
