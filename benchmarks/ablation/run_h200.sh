@@ -28,11 +28,12 @@ mkdir -p "$root"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 RETRAIN_CACHE_DIR=$root/cache PYTHONPATH=/tmp/site
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-# runs at once: a run takes about 4.5 GB of GPU memory, somewhat more while it evaluates ([eval] batch_size
-# = 16 problems x 8 samples: the rows of a training step); 20 at once, each evaluating 2048 rows in one
-# call, ran out of memory on an H100 (80 GB). 7.5 GB a run: 10 on an H100, 18 on an H200
+# runs at once: with whole-batch training a run peaked at 31.6 GiB of GPU memory (the step-1 train step), so
+# 10 at once ran out on an H100 (the 2026-12-05 pilot, benchmarks/results/ablation/); ablation.toml now trains in
+# micro-batches of 16 rows. That run's peak has not been measured on a GPU yet: 15 GB a run is a guess with
+# room (5 on an H100, 9 on an H200); WORKERS overrides. Every step logs memory/gpu_peak_gib to check it.
 gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
-workers=${WORKERS:-$(( gpu_mib / 7680 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
+workers=${WORKERS:-$(( gpu_mib / 15360 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
 OUT=${OUT:-$root/out}; mkdir -p "$OUT"
 
 if [ "$phase" = a ]; then
@@ -53,6 +54,24 @@ install() {  # the wheels of prepare.sh (retrain, retrain-hicra, gguf, math-veri
     && touch /tmp/site/.done
 }
 
+pilot_runs() {  # PILOT=1 with phase b: one run per variant of examples/ablation.toml, all at once, until the
+  # call's budget; each logs reward/mean, adv/zero_frac (groups without signal) and memory/gpu_peak_gib per step
+  local left=$(( budget - ($(date +%s) - start) )) name sets pids=()
+  echo "pilot for $left s"
+  for variant in "g8-l23:" "g16-l23:--set training.group_size=16" "g16-l2:--set training.group_size=16 --set data.levels=[2]"; do
+    name=${variant%%:*}; sets=${variant#*:}
+    timeout -s INT -k 20 "$left" python3 -m retrain.cli.main examples/ablation.toml --set "model.model=\"$root/smollm2.gguf\"" \
+      --set 'campaign.seeds=[]' --set 'campaign.conditions=[]' --set 'algorithm.transform_mode="none"' \
+      --set "logging.log_dir=\"$root/pilot\"" --set "logging.run_name=\"$name\"" --set 'logging.loggers=["jsonl"]' \
+      --set eval.pass_k=1 --set training.seed=1 $sets > "$root/pilot-$name.log" 2>&1 &
+    pids+=($!); sleep 2
+  done
+  wait "${pids[@]}"
+  for d in "$root"/pilot/*/; do n=$(basename "$d"); cp "$d/metrics.jsonl" "$OUT/pilot-$n-metrics.jsonl" 2>/dev/null
+    tail -3 "$root/pilot-$n.log"; done
+  ( cd "$root" && tar czf "$OUT/pilot-logs.tar.gz" pilot-*.log )
+}
+
 if [ "$phase" = b ]; then
   [ -f "$root/a.part" ] || { echo "error: $root/a.part missing: run phase a first (same warm machine)"; exit 1; }
   cat "$root/a.part" .bench/ablation/b/smollm2.gguf.part > "$root/smollm2.gguf"
@@ -67,6 +86,9 @@ if [ "$phase" = b ]; then
     # are under the campaign's load); setsid: it outlives this call, the next call brings parity.json back
     setsid timeout -k 10 900 python3 benchmarks/addition_anchor/anchor.py --model "$model_dir" --parity 1,2 \
       --out "$root/parity.json" > "$root/parity.log" 2>&1 < /dev/null &
+  fi
+  if [ "${PILOT:-0}" = 1 ]; then  # task pilot instead of the campaign: variants side by side, one run each
+    pilot_runs "$model_dir"; exit
   fi
 elif [ "$phase" = more ] || [ "$phase" = default ]; then
   [ -f "$root/smollm2.gguf" ] || { echo "error: no model on this machine: start again with phase a"; exit 1; }
