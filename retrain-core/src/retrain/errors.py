@@ -24,6 +24,25 @@ class PluginError(RetrainError):
     """A plugin or component that cannot be loaded or selected."""
 
 
+#: Exit status of a command that ran out of accelerator memory (a campaign retries such a run with fewer beside it).
+EXIT_OUT_OF_MEMORY = 3
+
+
+def out_of_memory_line(error: BaseException) -> str | None:
+    """The CLI's last line for an accelerator out-of-memory error (``torch.OutOfMemoryError``, or a CUDA
+    ``AcceleratorError`` saying "out of memory"), else None: what ran out and what to lower."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    oom = torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ()))
+    if not oom and not (type(error).__name__ == "AcceleratorError" and "out of memory" in str(error)):
+        return None
+    what = " ".join(". ".join(str(error).split(". ")[:2]).split()).rstrip(".")  # "CUDA out of memory. Tried to ..."
+    return (f"error: out of accelerator memory ({what}). Lower [backend] micro_batch_size, [eval] batch_size or "
+            "[training] batch_size x group_size x max_tokens; on a shared GPU, run fewer jobs at once "
+            "([campaign] max_workers).")
+
+
 @contextmanager
 def in_config(source: str) -> Iterator[None]:
     """A :class:`ConfigError` raised inside that names a section but not the file (``[data] path =

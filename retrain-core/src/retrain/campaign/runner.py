@@ -31,10 +31,11 @@ from retrain.campaign import rundir
 from retrain.campaign.spec import RunSpec, expand, launch_order, shadowed
 from retrain.config import Config, load_config, parse_set
 from retrain.config import _toml_value as toml_value
-from retrain.errors import RetrainError
+from retrain.errors import EXIT_OUT_OF_MEMORY, RetrainError
 
 MANIFEST = "manifest.json"
 INTERRUPTED = 130
+OOM_RETRIES = 3  # attempts of one run that may end out of GPU memory beside others before it counts as failed
 
 
 def run_campaign(config_path: str | Path, overrides: dict[str, Any] | list[str] | None = None,
@@ -143,13 +144,15 @@ class Campaign:
                  resolved: dict[str, Config], manifest: Manifest, say: Any) -> None:
         self.cdir, self.config_path, self.config = cdir, config_path, config
         self.specs, self.resolved, self.manifest, self.say = specs, resolved, manifest, say
-        self.workers = max(1, config.campaign.max_workers)
+        self.workers = max(1, config.campaign.max_workers)  # lowered when runs run out of GPU memory
+        self.echo = self.workers == 1  # one run at a time: its output on the console, unprefixed
+        self.todo: list[RunSpec] = []  # runs not started yet, in launch order
         self.active: dict[str, tuple[subprocess.Popen[bytes], threading.Thread, IO[bytes]]] = {}
         self.squeezed = (cdir / "squeeze" / "report.json").is_file()
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> int:
-        todo = [s for s in launch_order(self.specs) if not self._skip(s)]
+        self.todo = todo = [s for s in launch_order(self.specs) if not self._skip(s)]
         self.say(f"campaign {self.cdir}: {len(self.specs)} runs ({len(self.specs) - len(todo)} already done), "
                  f"{self.workers} worker(s)")
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
@@ -213,8 +216,8 @@ class Campaign:
         log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, preexec_fn=_die_with_parent)
-        prefix = "" if self.workers == 1 else f"[{spec.name}] "
-        tee = threading.Thread(target=_tee, args=(proc.stdout, log, prefix, self.workers == 1), daemon=True)
+        prefix = "" if self.echo else f"[{spec.name}] "
+        tee = threading.Thread(target=_tee, args=(proc.stdout, log, prefix, self.echo), daemon=True)
         tee.start()
         self.active[spec.name] = (proc, tee, log)
         entry.update(status="running", command=cmd, pid=proc.pid, returncode=None)
@@ -234,6 +237,8 @@ class Campaign:
             entry = self.manifest.run(name)
             # exit 0 without max_steps logged: the run was stopped (SIGINT saves a checkpoint and returns)
             finished = rundir.is_finished(spec.run_dir, entry["max_steps"])
+            if self._retry_out_of_memory(spec, proc.returncode, entry):
+                continue
             ok = proc.returncode == 0 and finished
             status = "done" if ok else ("interrupted" if proc.returncode == 0 else "failed")
             entry.update(status=status, returncode=proc.returncode, pid=None)
@@ -243,6 +248,22 @@ class Campaign:
                      + ("" if ok else f"; see {self.cdir / 'logs' / (name + '.log')}"))
             if ok and not self.squeezed:
                 self._auto_squeeze(spec)
+
+    def _retry_out_of_memory(self, spec: RunSpec, returncode: int | None, entry: dict[str, Any]) -> bool:
+        """A run that ran out of GPU memory (``EXIT_OUT_OF_MEMORY``) while others shared the GPU goes back to
+        the front of the queue, and the campaign runs at most as many at once as are still running (at
+        least 1), so it is not failed for its neighbours' memory. Alone, or after ``OOM_RETRIES``, it fails."""
+        retries = sum(a.get("returncode") == EXIT_OUT_OF_MEMORY for a in entry["attempts"][:-1])
+        if returncode != EXIT_OUT_OF_MEMORY or not self.active or retries >= OOM_RETRIES:
+            return False
+        self.workers = max(1, min(self.workers - 1, len(self.active)))
+        entry.update(status="pending", returncode=returncode, pid=None)
+        entry["attempts"][-1].update(end=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=returncode)
+        self.manifest.save()
+        self.todo.insert(0, spec)
+        self.say(f"{spec.name} ran out of GPU memory beside {len(self.active)} other run(s): it starts again later, "
+                 f"with at most {self.workers} run(s) at once")
+        return True
 
     def _stop_all(self) -> None:
         """SIGINT every child (the loop finishes its step, saves a checkpoint and exits), SIGKILL

@@ -287,6 +287,17 @@ def main(argv: list[str] | None = None) -> None:
         if not record_rank_error(line):  # a torchrun rank of `retrain`'s launcher: it prints the line once
             print(line, file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except Exception as e:  # out of GPU memory: the traceback, then one line and its own exit status
+        from retrain.errors import EXIT_OUT_OF_MEMORY, out_of_memory_line
+
+        line = out_of_memory_line(e)
+        if line is None:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        print(line, file=sys.stderr)
+        sys.exit(EXIT_OUT_OF_MEMORY)
 
 
 if __name__ == "__main__":  # pragma: no cover
