@@ -58,7 +58,7 @@ pilot_runs() {  # PILOT=1 with phase b: one run per variant of examples/ablation
   # call's budget; each logs reward/mean, adv/zero_frac (groups without signal) and memory/gpu_peak_gib per step
   local left=$(( budget - ($(date +%s) - start) )) name sets pids=()
   echo "pilot for $left s"
-  for variant in "g8-l23:" "g16-l23:--set training.group_size=16" "g16-l2:--set training.group_size=16 --set data.levels=[2]"; do
+  for variant in "g8-l23:" "g16-l23:--set training.group_size=16" "g16-l123:--set training.group_size=16 --set data.levels=[1,2,3]"; do
     name=${variant%%:*}; sets=${variant#*:}
     timeout -s INT -k 20 "$left" python3 -m retrain.cli.main examples/ablation.toml --set "model.model=\"$root/smollm2.gguf\"" \
       --set 'campaign.seeds=[]' --set 'campaign.conditions=[]' --set 'algorithm.transform_mode="none"' \
