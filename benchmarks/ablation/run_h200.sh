@@ -32,7 +32,8 @@ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 # 10 at once ran out on an H100 (the 2026-12-05 pilot, benchmarks/results/ablation/); ablation.toml now trains in
 # micro-batches of 16 rows. That run's peak has not been measured on a GPU yet: 15 GB a run is a guess with
 # room (5 on an H100, 9 on an H200); WORKERS overrides. Every step logs memory/gpu_peak_gib to check it.
-gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
+gpu_mib=${gpu_mib:-15360}  # no nvidia-smi: one run at a time
 workers=${WORKERS:-$(( gpu_mib / 15360 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
 OUT=${OUT:-$root/out}; mkdir -p "$OUT"
 
