@@ -148,3 +148,18 @@ def test_bad_settings_are_rejected():
         BackpressureController(min_batch=8, max_batch=4)
     with pytest.raises(ValueError, match=r"\[backpressure\] margin must be in \(0, 1\], got 1.5"):
         BackpressureController(margin=1.5)
+
+
+def test_concatenated_chunks_keep_order_and_must_share_a_policy_version():
+    from retrain.types import Generation
+
+    def gen(ids, version, entropy=True):
+        return Generation(completion_ids=ids, logprobs=[[-1.0] * len(r) for r in ids], finish_reasons=["stop"] * len(ids),
+                          texts=[str(r) for r in ids], policy_version=version,
+                          entropy=[[0.5] * len(r) for r in ids] if entropy else None)
+
+    merged = Generation.concat([gen([[1], [2, 3]], 4), gen([[5]], 4, entropy=False)])
+    assert (merged.completion_ids, merged.texts, merged.policy_version) == ([[1], [2, 3], [5]], ["[1]", "[2, 3]", "[5]"], 4)
+    assert merged.entropy is None  # one chunk lacks it: none rather than misaligned rows
+    with pytest.raises(RuntimeError, match=r"^back-pressure chunks sampled from different policy versions \[4, 5\]$"):
+        Generation.concat([gen([[1]], 4), gen([[2]], 5)], what="back-pressure chunks")

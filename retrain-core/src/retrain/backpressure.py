@@ -331,7 +331,7 @@ def generate_with_backpressure(engine: Any, prompt_ids: list[list[int]], params:
         controller.observe(len(gen.completion_ids), sum(len(c) for c in gen.completion_ids) / seconds)
         parts.append(gen)
         start += len(chunk)
-    return Generation.concat(parts)
+    return Generation.concat(parts, what="back-pressure chunks")
 
 
 class BackpressureEngine:

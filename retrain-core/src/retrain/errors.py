@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -31,8 +32,6 @@ EXIT_OUT_OF_MEMORY = 3
 def out_of_memory_line(error: BaseException) -> str | None:
     """The CLI's last line for an accelerator out-of-memory error (``torch.OutOfMemoryError``, or a CUDA
     ``AcceleratorError`` saying "out of memory"), else None: what ran out and what to lower."""
-    import sys
-
     torch = sys.modules.get("torch")
     oom = torch is not None and isinstance(error, getattr(torch, "OutOfMemoryError", ()))
     if not oom and not (type(error).__name__ == "AcceleratorError" and "out of memory" in str(error)):

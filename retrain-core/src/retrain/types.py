@@ -57,9 +57,13 @@ class Generation:
     loss_mask: list[list[int]] | None = None  # N, 0 on tokens the model did not generate (multi-turn)
 
     @classmethod
-    def concat(cls, parts: list[Generation]) -> Generation:
+    def concat(cls, parts: list[Generation], what: str = "chunks") -> Generation:
         """The rows of several generations in order (chunks of one request, or ranks); an optional field
-        is kept only when every part has it. The policy version is the first part's (callers check equality)."""
+        is kept only when every part has it. Parts sampled from different policy versions are an error
+        (``what`` names them in it): one batch must come from one policy."""
+        versions = sorted({g.policy_version for g in parts})
+        if len(versions) != 1:
+            raise RuntimeError(f"{what} sampled from different policy versions {versions}")
         if len(parts) == 1:
             return parts[0]
 

@@ -64,7 +64,8 @@ def reserve_room(cache: Any, extra: int, repeats: int = 1) -> None:
     import torch
 
     if any(type(layer) is not DynamicLayer or not layer.is_initialized for layer in cache.layers):
-        cache.batch_repeat_interleave(repeats)  # sliding windows, linear attention...: transformers' own way
+        if repeats > 1:
+            cache.batch_repeat_interleave(repeats)  # sliding windows, linear attention...: transformers' own way
         return
     for i, layer in enumerate(cache.layers):
         keys = layer.keys  # [N, kvH, L, D]
