@@ -56,15 +56,23 @@ install() {  # the wheels of prepare.sh (retrain, retrain-hicra, gguf, math-veri
 }
 
 pilot_runs() {  # PILOT=1 with phase b: one run per variant of examples/ablation.toml, all at once, until the
-  # call's budget; each logs reward/mean, adv/zero_frac (groups without signal) and memory/gpu_peak_gib per step
+  # call's budget (no evaluations: the training reward/mean is the solve rate at T = 0.7); each logs reward/mean,
+  # adv/zero_frac (groups without signal) and memory/gpu_peak_gib per step
   local left=$(( budget - ($(date +%s) - start) )) name sets pids=()
   echo "pilot for $left s"
-  for variant in "g8-l23:" "g16-l23:--set training.group_size=16" "g16-l123:--set training.group_size=16 --set data.levels=[1,2,3]"; do
-    name=${variant%%:*}; sets=${variant#*:}
+  # a level-1 worked example first, for the variant that asks whether one closes the level-1 gap (5.9% vs 20.3%)
+  local fs='data.few_shot=[{problem="Compute $47 + 38$.",response="Add the tens: $40 + 30 = 70$. Add the ones: $7 + 8 = 15$. Together: $70 + 15 = 85$. The answer is \\boxed{85}."}'
+  fs+=$(python3 -c "import tomllib; d=tomllib.load(open('examples/ablation.toml','rb'))['data']['few_shot']; import json
+print(''.join(',{problem=%s,response=%s}' % (json.dumps(x['problem']), json.dumps(x['response'])) for x in d) + ']')")
+  for variant in "g8-l23:" "g16-l23:--set training.group_size=16" "g16-l123:--set training.group_size=16 --set data.levels=[1,2,3]" \
+      "g16-l12:--set training.group_size=16 --set data.levels=[1,2]" "g16-l1:--set training.group_size=16 --set data.levels=[1]" \
+      "g16-l123-fs4:--set training.group_size=16 --set data.levels=[1,2,3] --set FEWSHOT"; do
+    name=${variant%%:*}; sets=${variant#*:}; extra=()
+    [[ $sets == *FEWSHOT ]] && { sets=${sets% --set FEWSHOT}; extra=(--set "$fs"); }
     timeout -s INT -k 20 "$left" python3 -m retrain.cli.main examples/ablation.toml --set "model.model=\"$root/smollm2.gguf\"" \
       --set 'campaign.seeds=[]' --set 'campaign.conditions=[]' --set 'algorithm.transform_mode="none"' \
       --set "logging.log_dir=\"$root/pilot\"" --set "logging.run_name=\"$name\"" --set 'logging.loggers=["jsonl"]' \
-      --set eval.pass_k=1 --set training.seed=1 $sets > "$root/pilot-$name.log" 2>&1 &
+      --set eval.at_start=false --set training.max_steps=200 --set training.seed=1 $sets "${extra[@]}" > "$root/pilot-$name.log" 2>&1 &
     pids+=($!); sleep 2
   done
   wait "${pids[@]}"
