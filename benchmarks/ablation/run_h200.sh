@@ -9,6 +9,8 @@
 #      until it prints "campaign complete"; with time left, it then runs the addition anchor (alone on the
 #      GPU) if it has not run yet, then the default retrain.toml)
 #   (any time after call 2) bash benchmarks/ablation/run_h200.sh default   carry [".whl"]   (~3 min)
+# A campaign that a machine did not finish goes on on the next machine: put the last call's ablation-runs.tar.gz
+# in .bench/ablation/resume/ and add that folder to call 2's carry (its finished runs are kept, the others rerun).
 # Call 2 assembles the model, installs what is missing and starts the campaign (ANCHOR_FIRST=1: the addition
 # anchor first; PARITY=1: issue 18's parity runs beside the campaign), as many runs at once as the
 # GPU's memory holds (WORKERS overrides); every call stops the campaign before the 10-minute limit with SIGINT (each run
@@ -114,6 +116,12 @@ default_run() {  # issue 17.3: the default retrain.toml on the GPU, with its per
 }
 if [ "$phase" = default ]; then default_run 540; exit; fi
 
+# a campaign started on an earlier machine: its packed runs (carried as .bench/ablation/resume/ablation-runs.tar.gz)
+# seed the campaign folder; finished runs are skipped, unfinished ones start over (checkpoints are not packed)
+if [ ! -d "$root/runs/ablation" ] && [ -f .bench/ablation/resume/ablation-runs.tar.gz ]; then
+  mkdir -p "$root/runs" && tar xzf .bench/ablation/resume/ablation-runs.tar.gz -C "$root/runs" \
+    && echo "resuming the campaign of .bench/ablation/resume/ablation-runs.tar.gz"
+fi
 # GPU memory of every process, every 5 s (nvidia-smi), for the per-run peak in docs/results.md
 ( while true; do nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits \
     | sed "s/^/$(date +%s), /" >> "$OUT/gpu_mem.csv"; sleep 5; done ) &

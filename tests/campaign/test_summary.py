@@ -56,6 +56,14 @@ def test_status(campaign):
     assert (rows["b-s2"]["steps"], rows["b-s2"]["max_steps"], rows["b-s2"]["state"]) == (2, 3, "interrupted")
 
 
+def test_a_moved_campaign_folder_still_finds_its_runs(campaign, tmp_path):
+    moved = campaign.rename(tmp_path / "copied-from-the-gpu-machine")  # the manifest's absolute run paths are gone
+    rows = {r["run"]: r for r in status_rows(moved)}
+    assert (rows["a-s1"]["steps"], rows["a-s1"]["state"]) == (3, "done")
+    assert rows["a-s1"]["run_dir"] == str(moved / "runs" / "a-s1")
+    assert summarize(moved)["conditions"]["a"]["reward/mean"]["final_mean"] == pytest.approx(0.4)
+
+
 def test_summary_numbers(campaign):
     s = summarize(campaign)
     assert s["metrics"] == ["reward/mean", "eval/pass@1"]

@@ -44,8 +44,8 @@ def discover(path: str | Path) -> list[RunInfo]:
     path = Path(path)
     if (path / MANIFEST).is_file():
         data = json.loads((path / MANIFEST).read_text())
-        return [RunInfo(name, r["condition"], r.get("seed"), Path(r["run_dir"]), r.get("max_steps"),
-                        r.get("status", ""), r.get("pid")) for name, r in data["runs"].items()]
+        return [RunInfo(name, r["condition"], r.get("seed"), _located(path, name, Path(r["run_dir"])),
+                        r.get("max_steps"), r.get("status", ""), r.get("pid")) for name, r in data["runs"].items()]
     if (path / rundir.METRICS).is_file():
         return [_from_dir(path)]
     found = sorted({p.parent for pattern in ("*/metrics.jsonl", "runs/*/metrics.jsonl") for p in path.glob(pattern)})
@@ -53,6 +53,13 @@ def discover(path: str | Path) -> list[RunInfo]:
         raise RetrainError(f"{path}: no campaign manifest, metrics.jsonl or run directories found. "
                            "Point at a campaign directory (with manifest.json) or a run directory.")
     return [_from_dir(p) for p in found]
+
+
+def _located(campaign: Path, name: str, recorded: Path) -> Path:
+    """The run's folder: where the manifest says, or ``runs/NAME`` beside it when the campaign folder
+    was moved or copied (from the GPU machine to a laptop) and the recorded absolute path is gone."""
+    moved = campaign / "runs" / name
+    return moved if not recorded.exists() and moved.is_dir() else recorded
 
 
 def _from_dir(run_dir: Path) -> RunInfo:
