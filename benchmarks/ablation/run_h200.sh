@@ -66,9 +66,10 @@ pilot_runs() {  # PILOT=1 with phase b: one run per variant of examples/ablation
   local fs='data.few_shot=[{problem="Compute $47 + 38$.",response="Add the tens: $40 + 30 = 70$. Add the ones: $7 + 8 = 15$. Together: $70 + 15 = 85$. The answer is \\boxed{85}."}'
   fs+=$(python3 -c "import tomllib; d=tomllib.load(open('examples/ablation.toml','rb'))['data']['few_shot']; import json
 print(''.join(',{problem=%s,response=%s}' % (json.dumps(x['problem']), json.dumps(x['response'])) for x in d) + ']')")
-  for variant in "g8-l23:" "g16-l23:--set training.group_size=16" "g16-l123:--set training.group_size=16 --set data.levels=[1,2,3]" \
-      "g16-l12:--set training.group_size=16 --set data.levels=[1,2]" "g16-l1:--set training.group_size=16 --set data.levels=[1]" \
-      "g16-l123-fs4:--set training.group_size=16 --set data.levels=[1,2,3] --set FEWSHOT"; do
+  # (g8-l23, the recipe as it was, is measured: 86% of rows without signal, benchmarks/results/ablation/2026-12-05-h100-pilot)
+  for variant in "g16-l23:--set training.group_size=16" "g16-l123:--set training.group_size=16 --set data.levels=[1,2,3]" \
+      "g16-l123-fs4:--set training.group_size=16 --set data.levels=[1,2,3] --set FEWSHOT" \
+      "g8-l123-fs4:--set data.levels=[1,2,3] --set FEWSHOT"; do
     name=${variant%%:*}; sets=${variant#*:}; extra=()
     [[ $sets == *FEWSHOT ]] && { sets=${sets% --set FEWSHOT}; extra=(--set "$fs"); }
     timeout -s INT -k 20 "$left" python3 -m retrain.cli.main examples/ablation.toml --set "model.model=\"$root/smollm2.gguf\"" \
