@@ -9,6 +9,8 @@
 #      until it prints "campaign complete"; with time left, it then runs the addition anchor (alone on the
 #      GPU) if it has not run yet, then the default retrain.toml)
 #   (any time after call 2) bash benchmarks/ablation/run_h200.sh default   carry [".whl"]   (~3 min)
+#   (any time after call 2) bash benchmarks/ablation/run_h200.sh anchor    carry [".whl"]   (the addition anchor
+#      alone, then the default run: issue 17.4 and 17.3 in one call)
 # A campaign that a machine did not finish goes on on the next machine: put the last call's ablation-runs.tar.gz
 # in .bench/ablation/resume/ and add that folder to call 2's carry (its finished runs are kept, the others rerun).
 # Call 2 assembles the model, installs what is missing and starts the campaign (ANCHOR_FIRST=1: the addition
@@ -22,7 +24,7 @@
 # parity.json (issue 18's max_staleness 0 vs 1), side-logs.tar.gz; call b also anchor.json/.log.
 # Build the tables: python benchmarks/ablation/build_results.py ablation-runs.tar.gz --base-eval base_eval.json
 set -uo pipefail
-phase=${1:?usage: run_h200.sh a|b|more}
+phase=${1:?usage: run_h200.sh a|b|more|default|anchor}
 start=$(date +%s)
 budget=${ABLATION_SECONDS:-530}    # seconds of this call until the campaign is stopped (limit 600 s, minus packing)
 root=/tmp/ablation
@@ -102,11 +104,11 @@ if [ "$phase" = b ]; then
   if [ "${PILOT:-0}" = 1 ]; then  # task pilot instead of the campaign: variants side by side, one run each
     pilot_runs "$model_dir"; exit
   fi
-elif [ "$phase" = more ] || [ "$phase" = default ]; then
+elif [ "$phase" = more ] || [ "$phase" = default ] || [ "$phase" = anchor ]; then
   [ -f "$root/smollm2.gguf" ] || { echo "error: no model on this machine: start again with phase a"; exit 1; }
   install || exit 1
 else
-  echo "usage: run_h200.sh a|b|more|default"; exit 2
+  echo "usage: run_h200.sh a|b|more|default|anchor"; exit 2
 fi
 
 default_run() {  # issue 17.3: the default retrain.toml on the GPU, with its per-step times and memory peaks
@@ -116,6 +118,11 @@ default_run() {  # issue 17.3: the default retrain.toml on the GPU, with its per
   cp "$root"/default/*/metrics.jsonl "$OUT/default-run-metrics.jsonl" 2>/dev/null
 }
 if [ "$phase" = default ]; then default_run 540; exit; fi
+if [ "$phase" = anchor ]; then  # issue 17.4 alone on the GPU, then 17.3 in what is left of the call
+  anchor_run 270; [ -f "$OUT/anchor.json" ] && touch "$root/anchor.done"
+  left=$(( 560 - ($(date +%s) - start) )); [ $left -gt 120 ] && { echo "default run for $left s"; default_run $left; }
+  exit
+fi
 
 # a campaign started on an earlier machine: its packed runs (carried as .bench/ablation/resume/ablation-runs.tar.gz)
 # seed the campaign folder; finished runs are skipped, unfinished ones start over (checkpoints are not packed)
