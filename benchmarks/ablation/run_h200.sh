@@ -10,7 +10,7 @@
 #      GPU) if it has not run yet, then the default retrain.toml)
 #   (any time after call 2) bash benchmarks/ablation/run_h200.sh default   carry [".whl"]   (~3 min)
 #   (any time after call 2) bash benchmarks/ablation/run_h200.sh anchor    carry [".whl"]   (the addition anchor
-#      alone, then the default run: issue 17.4 and 17.3 in one call)
+#      alone, then the default run: issue 17.4 and 17.3 in one call; right after call 1, carry .bench/ablation/b too)
 # A campaign that a machine did not finish goes on on the next machine: put the last call's ablation-runs.tar.gz
 # in .bench/ablation/resume/ and add that folder to call 2's carry (its finished runs are kept, the others rerun).
 # Call 2 assembles the model, installs what is missing and starts the campaign (ANCHOR_FIRST=1: the addition
@@ -105,6 +105,11 @@ if [ "$phase" = b ]; then
     pilot_runs "$model_dir"; exit
   fi
 elif [ "$phase" = more ] || [ "$phase" = default ] || [ "$phase" = anchor ]; then
+  if [ ! -f "$root/smollm2.gguf" ] && [ -f "$root/a.part" ] && [ -f .bench/ablation/b/smollm2.gguf.part ]; then
+    # right after phase a (carry .bench/ablation/b too): the model without starting the campaign
+    cat "$root/a.part" .bench/ablation/b/smollm2.gguf.part > "$root/smollm2.gguf"
+    echo "$(cat .bench/ablation/b/smollm2.gguf.sha256)  $root/smollm2.gguf" | sha256sum -c - || exit 1
+  fi
   [ -f "$root/smollm2.gguf" ] || { echo "error: no model on this machine: start again with phase a"; exit 1; }
   install || exit 1
 else
