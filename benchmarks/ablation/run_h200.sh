@@ -69,7 +69,9 @@ pilot_runs() {  # PILOT=1 with phase b: one run per variant of examples/ablation
   fs+=$(python3 -c "import tomllib; d=tomllib.load(open('examples/ablation.toml','rb'))['data']['few_shot']; import json
 print(''.join(',{problem=%s,response=%s}' % (json.dumps(x['problem']), json.dumps(x['response'])) for x in d) + ']')")
   # (g8-l23, the recipe as it was, is measured: 86% of rows without signal, benchmarks/results/ablation/2026-12-05-h100-pilot)
-  for variant in "g16-l23:--set training.group_size=16" "g16-l123:--set training.group_size=16 --set data.levels=[1,2,3]" \
+  # level 1 + worked example: 9.4% greedy at step 0; levels 1-3 with it: 3.1% greedy, 2.2% of samples (CPU, 128 problems)
+  for variant in "g16-l1-fs4:--set training.group_size=16 --set data.levels=[1] --set FEWSHOT" \
+      "g16-l123:--set training.group_size=16 --set data.levels=[1,2,3]" \
       "g16-l123-fs4:--set training.group_size=16 --set data.levels=[1,2,3] --set FEWSHOT" \
       "g8-l123-fs4:--set data.levels=[1,2,3] --set FEWSHOT"; do
     name=${variant%%:*}; sets=${variant#*:}; extra=()
