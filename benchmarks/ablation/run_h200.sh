@@ -119,10 +119,13 @@ else
 fi
 
 default_run() {  # issue 17.3: the default retrain.toml on the GPU, with its per-step times and memory peaks
+  # DEFAULT_SETS: more --set options (word-split), DEFAULT_NAME: the files' name (variants side by side in $OUT)
+  local name=${DEFAULT_NAME:-default-run}
+  # shellcheck disable=SC2086
   timeout -s INT -k 20 "$1" python3 -m retrain.cli.main retrain.toml --set "model.model=\"$root/smollm2.gguf\"" \
-    --set "logging.log_dir=\"$root/default\"" --set 'logging.loggers=["jsonl"]' 2>&1 \
-    | grep -v "Converting\|Loading weights" | tee "$OUT/default-run.log"
-  cp "$root"/default/*/metrics.jsonl "$OUT/default-run-metrics.jsonl" 2>/dev/null
+    --set "logging.log_dir=\"$root/$name\"" --set 'logging.loggers=["jsonl"]' ${DEFAULT_SETS:-} 2>&1 \
+    | grep -v "Converting\|Loading weights" | tee "$OUT/$name.log"
+  cp "$root/$name"/*/metrics.jsonl "$OUT/$name-metrics.jsonl" 2>/dev/null
 }
 if [ "$phase" = default ]; then default_run 540; exit; fi
 if [ "$phase" = anchor ]; then  # issue 17.4 alone on the GPU, then 17.3 in what is left of the call
