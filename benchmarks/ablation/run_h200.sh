@@ -33,12 +33,12 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 RETRAIN_CACHE_DIR=$root/cache PYTHONP
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 # runs at once: with whole-batch training a run peaked at 31.6 GiB of GPU memory (the step-1 train step), so
-# 10 at once ran out on an H100 (the 2026-12-05 pilot, benchmarks/results/ablation/); ablation.toml now trains in
-# micro-batches of 16 rows. That run's peak has not been measured on a GPU yet: 15 GB a run is a guess with
-# room (5 on an H100, 9 on an H200); WORKERS overrides. Every step logs memory/gpu_peak_gib to check it.
+# 10 at once ran out on an H100 (benchmarks/results/ablation/2026-12-05-h100-pilot); in micro-batches of 16 rows
+# a run peaks at 8.5 GiB (allocator; 2026-12-05-h100-pilot2): 12 GiB a run with the CUDA context and room,
+# 6 on an H100, 11 on an H200; WORKERS overrides. Every step logs memory/gpu_peak_gib.
 gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
-gpu_mib=${gpu_mib:-15360}  # no nvidia-smi: one run at a time
-workers=${WORKERS:-$(( gpu_mib / 15360 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
+gpu_mib=${gpu_mib:-12288}  # no nvidia-smi: one run at a time
+workers=${WORKERS:-$(( gpu_mib / 12288 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
 OUT=${OUT:-$root/out}; mkdir -p "$OUT"
 
 if [ "$phase" = a ]; then
@@ -64,22 +64,14 @@ pilot_runs() {  # PILOT=1 with phase b: one run per variant of examples/ablation
   # adv/zero_frac (groups without signal) and memory/gpu_peak_gib per step
   local left=$(( budget - ($(date +%s) - start) )) name sets pids=()
   echo "pilot for $left s"
-  # a level-1 worked example first, for the variant that asks whether one closes the level-1 gap (5.9% vs 20.3%)
-  local fs='data.few_shot=[{problem="Compute $47 + 38$.",response="Add the tens: $40 + 30 = 70$. Add the ones: $7 + 8 = 15$. Together: $70 + 15 = 85$. The answer is \\boxed{85}."}'
-  fs+=$(python3 -c "import tomllib; d=tomllib.load(open('examples/ablation.toml','rb'))['data']['few_shot']; import json
-print(''.join(',{problem=%s,response=%s}' % (json.dumps(x['problem']), json.dumps(x['response'])) for x in d) + ']')")
-  # (g8-l23, the recipe as it was, is measured: 86% of rows without signal, benchmarks/results/ablation/2026-12-05-h100-pilot)
-  # level 1 + worked example: 9.4% greedy at step 0; levels 1-3 with it: 3.1% greedy, 2.2% of samples (CPU, 128 problems)
-  for variant in "g16-l1-fs4:--set training.group_size=16 --set data.levels=[1] --set FEWSHOT" \
-      "g16-l123:--set training.group_size=16 --set data.levels=[1,2,3]" \
-      "g16-l123-fs4:--set training.group_size=16 --set data.levels=[1,2,3] --set FEWSHOT" \
-      "g8-l123-fs4:--set data.levels=[1,2,3] --set FEWSHOT"; do
-    name=${variant%%:*}; sets=${variant#*:}; extra=()
-    [[ $sets == *FEWSHOT ]] && { sets=${sets% --set FEWSHOT}; extra=(--set "$fs"); }
+  # variants of the file as it is now; the 2026-12-05 pilot that chose its task (level 1, 4 worked examples,
+  # G = 16) ran this mode against the file of 21e361e (benchmarks/results/ablation/2026-12-05-h100-pilot2)
+  for variant in "g16-l1:" "g8-l1:--set training.group_size=8" "g16-l123:--set data.levels=[1,2,3]"; do
+    name=${variant%%:*}; sets=${variant#*:}
     timeout -s INT -k 20 "$left" python3 -m retrain.cli.main examples/ablation.toml --set "model.model=\"$root/smollm2.gguf\"" \
       --set 'campaign.seeds=[]' --set 'campaign.conditions=[]' --set 'algorithm.transform_mode="none"' \
       --set "logging.log_dir=\"$root/pilot\"" --set "logging.run_name=\"$name\"" --set 'logging.loggers=["jsonl"]' \
-      --set eval.at_start=false --set training.max_steps=200 --set training.seed=1 $sets "${extra[@]}" > "$root/pilot-$name.log" 2>&1 &
+      --set eval.at_start=false --set training.max_steps=200 --set training.seed=1 $sets > "$root/pilot-$name.log" 2>&1 &
     pids+=($!); sleep 2
   done
   wait "${pids[@]}"
