@@ -162,6 +162,7 @@ def test_starter_config_is_valid_toml_that_loads_to_the_defaults(tmp_path):
     ("training", "warmup_steps", -5, "[training] warmup_steps = -5: must be at least 0."),
     ("eval", "num_problems", 0, "[eval] num_problems = 0: must be at least 1."),
     ("backend", "micro_batch_size", -1, "[backend] micro_batch_size = -1: must be at least 0."),
+    ("backend", "micro_batch_size", "big", '[backend] micro_batch_size = "big": expected integer or "auto", got string.'),
     ("reward", "workers", 0, "[reward] workers = 0: must be at least 1."),
     ("eval", "pass_k", 0, "[eval] pass_k = 0: must be at least 1."),
     ("backend", "logprob_chunk", 0, "[backend] logprob_chunk = 0: must be at least 1."),
@@ -221,7 +222,8 @@ def test_reference_names_types_as_errors_do():
     assert "| `lr` | number | `1e-05` | AdamW learning rate (constant after warm-up). Range: at least 0. |" in text
     types = {line.split(" | ")[1] for line in text.splitlines() if line.startswith("| `")}
     assert types == {"string", "integer", "number", "boolean", "table", "list of string", "list of integer",
-                     "list of table", 'boolean or "auto"'}  # [backend] compile: true, false or "auto"
+                     "list of table", 'boolean or "auto"',  # [backend] compile: true, false or "auto"
+                     'integer or "auto"'}  # [backend] micro_batch_size
 
 
 class RangedFactory:

@@ -8,7 +8,7 @@ from retrain import hookimpl
 
 
 def local_backend(devices: str = "auto", dtype: str = "auto", autocast: str = "none",
-                  gradient_checkpointing: bool = False, logprob_chunk: int = 1024, micro_batch_size: int = 0,
+                  gradient_checkpointing: bool = False, logprob_chunk: int = 1024, micro_batch_size: int | Literal["auto"] = 0,
                   threads: int = 0, compile: bool | Literal["auto"] = "auto", ctx: Any = None) -> Any:
     """Local trainer: transformers + peft, LoRA on all linear projections or full weights ([model] lora_rank)."""
     from retrain.backends.local import LocalBackend

@@ -41,7 +41,10 @@ class BackendConfig:
                                "AVX512-BF16 or AMX; none = off.", ("none", "bfloat16"))
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
     logprob_chunk: int = opt(1024, "Tokens per chunk when computing log-softmax (never a full [N, T, V] fp32 tensor).", ge=1)
-    micro_batch_size: int = opt(0, "Rows per forward/backward micro-batch; 0 = whole batch at once.", ge=0)
+    micro_batch_size: int | Literal["auto"] = opt(
+        0, 'Rows per forward/backward micro-batch; 0 = whole batch at once; "auto" = 16 on a CPU (less memory, '
+           'and faster there), the whole batch on a GPU (where each micro-batch costs a small model a fixed '
+           'share of a second: docs/performance.md).', ge=0)
     compile: bool | Literal["auto"] = opt(
         "auto", "torch.compile the trained decoder (forward + backward of train_step, dynamic shapes): "
                 "true, false, or auto = on for one-process CUDA runs of at least 250 max_steps (compilation "
