@@ -10,7 +10,6 @@ whose samples all scored the same: no training signal) over the same windows, an
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 from retrain.campaign import rundir
@@ -26,9 +25,7 @@ def table(folder: Path) -> str:
              "|---|---|---|---|---|---|"]
     for path in sorted(folder.glob("pilot-*-metrics.jsonl")):
         name = path.name[len("pilot-"):-len("-metrics.jsonl")]
-        with tempfile.TemporaryDirectory() as run:  # read_metrics reads a run folder (torn lines, merged rows)
-            (Path(run) / rundir.METRICS).write_bytes(path.read_bytes())
-            rows = [r for r in rundir.read_metrics(run) if "reward/mean" in r]
+        rows = [r for r in rundir.read_metrics_file(path) if "reward/mean" in r]
         first, last = rows[:10], rows[-10:]
         peak = max((float(r.get("memory/gpu_peak_gib", 0.0)) for r in rows), default=float("nan"))
         lines.append(f"| {name} | {len(rows)} | {mean(rows, 'time/step'):.2f} | "

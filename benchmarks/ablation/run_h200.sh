@@ -53,6 +53,11 @@ anchor_run() {  # issue 17.4, alone on the GPU: a plain GRPO loop against retrai
     | tee "$root/anchor.log" | grep -v Warning; cp "$root/anchor.log" "$OUT/"
 }
 
+assemble_model() {  # the GGUF from phase a's half (on this machine) and the carried second half, checked
+  cat "$root/a.part" .bench/ablation/b/smollm2.gguf.part > "$root/smollm2.gguf"
+  echo "$(cat .bench/ablation/b/smollm2.gguf.sha256)  $root/smollm2.gguf" | sha256sum -c -
+}
+
 install() {  # the wheels of prepare.sh (retrain, retrain-hicra, gguf, math-verify, ...) into /tmp/site, once
   [ -f /tmp/site/.done ] && return 0
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -82,8 +87,7 @@ pilot_runs() {  # PILOT=1 with phase b: one run per variant of examples/ablation
 
 if [ "$phase" = b ]; then
   [ -f "$root/a.part" ] || { echo "error: $root/a.part missing: run phase a first (same warm machine)"; exit 1; }
-  cat "$root/a.part" .bench/ablation/b/smollm2.gguf.part > "$root/smollm2.gguf"
-  echo "$(cat .bench/ablation/b/smollm2.gguf.sha256)  $root/smollm2.gguf" | sha256sum -c - || exit 1
+  assemble_model || exit 1
   install || exit 1
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
   t0=$(date +%s)
@@ -100,9 +104,7 @@ if [ "$phase" = b ]; then
   fi
 elif [ "$phase" = more ] || [ "$phase" = default ] || [ "$phase" = anchor ]; then
   if [ ! -f "$root/smollm2.gguf" ] && [ -f "$root/a.part" ] && [ -f .bench/ablation/b/smollm2.gguf.part ]; then
-    # right after phase a (carry .bench/ablation/b too): the model without starting the campaign
-    cat "$root/a.part" .bench/ablation/b/smollm2.gguf.part > "$root/smollm2.gguf"
-    echo "$(cat .bench/ablation/b/smollm2.gguf.sha256)  $root/smollm2.gguf" | sha256sum -c - || exit 1
+    assemble_model || exit 1  # right after phase a (carry .bench/ablation/b too): the model, no campaign
   fi
   [ -f "$root/smollm2.gguf" ] || { echo "error: no model on this machine: start again with phase a"; exit 1; }
   install || exit 1

@@ -21,8 +21,12 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Rows of ``metrics.jsonl`` merged by step, sorted by step (empty when there is no file)."""
-    path = Path(run_dir) / METRICS
+    """Rows of the run's ``metrics.jsonl`` merged by step, sorted by step (empty when there is no file)."""
+    return read_metrics_file(Path(run_dir) / METRICS)
+
+
+def read_metrics_file(path: Path) -> list[dict[str, Any]]:
+    """Rows of a metrics file (any name) merged by step, sorted by step; torn lines are skipped."""
     if not path.is_file():
         return []
     by_step: dict[int, dict[str, Any]] = {}

@@ -44,7 +44,7 @@ class BackendConfig:
     micro_batch_size: int | Literal["auto"] = opt(
         0, 'Rows per forward/backward micro-batch; 0 = whole batch at once; "auto" = 16 on a CPU (less memory, '
            'and faster there), the whole batch on a GPU (where each micro-batch costs a small model a fixed '
-           'share of a second: docs/performance.md).', ge=0)
+           'share of a second: docs/default-run.md).', ge=0)
     compile: bool | Literal["auto"] = opt(
         "auto", "torch.compile the trained decoder (forward + backward of train_step, dynamic shapes): "
                 "true, false, or auto = on for one-process CUDA runs of at least 250 max_steps (compilation "
