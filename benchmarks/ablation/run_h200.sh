@@ -6,8 +6,8 @@
 #   1. bash benchmarks/ablation/run_h200.sh a      carry [".bench/ablation/a"]             (~1 min)
 #   2. bash benchmarks/ablation/run_h200.sh b      carry [".bench/ablation/b", ".whl"]     (~9.5 min)
 #   3. bash benchmarks/ablation/run_h200.sh more   carry [".whl"]                          (~9.5 min; repeat
-#      until it prints "campaign complete"; with time left, it then runs the addition anchor (alone on the
-#      GPU) if it has not run yet, then the default retrain.toml)
+#      until it prints "campaign complete"; with time left, it then runs the default retrain.toml, and
+#      with ANCHOR_AFTER=1 first the addition anchor (alone on the GPU) if it has not run yet)
 #   (any time after call 2) bash benchmarks/ablation/run_h200.sh default   carry [".whl"]   (~3 min)
 #   (any time after call 2) bash benchmarks/ablation/run_h200.sh anchor    carry [".whl"]   (the addition anchor
 #      alone, then the default run: issue 17.4 and 17.3 in one call; right after call 1, carry .bench/ablation/b too)
@@ -34,11 +34,12 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 # runs at once: with whole-batch training a run peaked at 31.6 GiB of GPU memory (the step-1 train step), so
 # 10 at once ran out on an H100 (benchmarks/results/ablation/2026-12-05-h100-pilot); in micro-batches of 16 rows
-# a run peaks at 8.5 GiB (allocator; 2026-12-05-h100-pilot2): 12 GiB a run with the CUDA context and room,
-# 6 on an H100, 11 on an H200; WORKERS overrides. Every step logs memory/gpu_peak_gib.
+# a run peaks at 8.5 GiB (allocator; 2026-12-05-h100-pilot2); in micro-batches of 64 rows (examples/ablation.toml now)
+# the line through those two peaks gives ~13 GiB: 15 GiB a run with the CUDA context and room,
+# 5 on an H100, 9 on an H200; WORKERS overrides. Every step logs memory/gpu_peak_gib.
 gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
-gpu_mib=${gpu_mib:-12288}  # no nvidia-smi: one run at a time
-workers=${WORKERS:-$(( gpu_mib / 12288 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
+gpu_mib=${gpu_mib:-15360}  # no nvidia-smi: one run at a time
+workers=${WORKERS:-$(( gpu_mib / 15360 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
 OUT=${OUT:-$root/out}; mkdir -p "$OUT"
 
 if [ "$phase" = a ]; then
@@ -159,7 +160,7 @@ for f in parity.json base_eval.json; do [ -f "$root/$f" ] && cp "$root/$f" "$OUT
 python3 -m retrain.cli.main campaign status "$root/runs/ablation" | tee "$OUT/status.txt"
 if [ $rc -eq 0 ]; then echo "campaign complete"; else echo "campaign stopped (exit $rc): run phase 'more' next"; fi
 left=$(( 560 - ($(date +%s) - start) ))
-if [ $rc -eq 0 ] && [ ! -f "$root/anchor.done" ] && [ $left -gt 200 ]; then
+if [ $rc -eq 0 ] && [ "${ANCHOR_AFTER:-0}" = 1 ] && [ ! -f "$root/anchor.done" ] && [ $left -gt 200 ]; then
   anchor_run $(( left < 260 ? left - 20 : 240 )); [ -f "$OUT/anchor.json" ] && touch "$root/anchor.done"
 fi
 left=$(( 560 - ($(date +%s) - start) ))

@@ -107,3 +107,23 @@ def test_bad_component_name_fails_before_any_run_starts(tmp_path):
                                            r'transform\. Did you mean "gtpo_hicra"\?'):
         run_campaign(path, {})
     assert not (tmp_path / "out").exists()
+
+
+def _manifest_runs(path: Path, overrides: dict) -> dict:
+    from retrain.campaign.runner import Manifest, resolve_child
+    from retrain.config import load_config
+
+    cdir, specs = expand(path, overrides)
+    cdir.mkdir(parents=True, exist_ok=True)
+    resolved = {s.name: resolve_child(path, s) for s in specs}
+    return Manifest.open(cdir, path, overrides, load_config(path, overrides), specs, resolved).data["runs"]
+
+
+def test_manifest_flags_a_changed_training_config_not_a_changed_worker_count(tmp_path):
+    path = _toml(tmp_path, f'[logging]\nlog_dir = "{tmp_path / "out"}"\n[campaign]\nseeds = [1]\n'
+                           'conditions = [{ name = "grpo", advantage_mode = "grpo" }]\n')
+    assert _manifest_runs(path, {})["grpo-s1"]["config_changed"] is False  # the first start: nothing to compare
+    # how the pool runs (workers, stagger) is not what a run learns: a resumed campaign with more workers
+    assert _manifest_runs(path, {"campaign.max_workers": 3, "campaign.stagger_seconds": 2.0})["grpo-s1"][
+        "config_changed"] is False
+    assert _manifest_runs(path, {"training.lr": 1e-3})["grpo-s1"]["config_changed"] is True

@@ -36,6 +36,7 @@ from retrain.errors import EXIT_OUT_OF_MEMORY, RetrainError
 MANIFEST = "manifest.json"
 INTERRUPTED = 130
 OOM_RETRIES = 3  # attempts of one run that may end out of GPU memory beside others before it counts as failed
+OOM_EVENT_SECONDS = 30.0  # runs out of memory within this long of the last cap cut: the same shortage, cut once
 
 
 def run_campaign(config_path: str | Path, overrides: dict[str, Any] | list[str] | None = None,
@@ -81,6 +82,11 @@ def child_command(config_path: str | Path, spec: RunSpec, resume: bool) -> list[
     return [*head, str(config_path), *sets, *(["--resume", "latest"] if resume else [])]
 
 
+def _training_part(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A run's resolved config without ``[campaign]`` (workers, stagger: how the pool runs, not what a run learns)."""
+    return {k: v for k, v in cfg.items() if k != "campaign"}
+
+
 class Manifest:
     """``manifest.json``: what ran, with which resolved config, command, wandb id and outcome."""
 
@@ -108,7 +114,7 @@ class Manifest:
                 "max_steps": resolved[spec.name].training.max_steps,
                 "status": prev.get("status", "pending"), "returncode": prev.get("returncode"),
                 "attempts": prev.get("attempts", []), "command": prev.get("command", []),
-                "config_changed": bool(prev.get("config")) and prev.get("config") != cfg,
+                "config_changed": bool(prev.get("config")) and _training_part(prev["config"]) != _training_part(cfg),
                 "wandb": {"id": prev.get("wandb", {}).get("id") or _wandb_id(cdir.name, spec.name),
                           "group": spec.group, "tags": spec.overrides.get("logging.wandb_tags", [])},
                 "config": cfg,
@@ -148,6 +154,8 @@ class Campaign:
         self.echo = self.workers == 1  # one run at a time: its output on the console, unprefixed
         self.todo: list[RunSpec] = []  # runs not started yet, in launch order
         self.active: dict[str, tuple[subprocess.Popen[bytes], threading.Thread, IO[bytes]]] = {}
+        self.company: dict[str, int] = {}  # run -> most other runs beside it during its current attempt
+        self.oom_cut_at = -OOM_EVENT_SECONDS  # time.monotonic() of the last cut of ``workers``
         self.squeezed = (cdir / "squeeze" / "report.json").is_file()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -220,6 +228,8 @@ class Campaign:
         tee = threading.Thread(target=_tee, args=(proc.stdout, log, prefix, self.echo), daemon=True)
         tee.start()
         self.active[spec.name] = (proc, tee, log)
+        for name in self.active:
+            self.company[name] = max(self.company.get(name, 0), len(self.active) - 1)
         entry.update(status="running", command=cmd, pid=proc.pid, returncode=None)
         entry["attempts"].append({"start": time.strftime("%Y-%m-%dT%H:%M:%S"), "resume": resume, "end": None,
                                   "returncode": None, "pid": proc.pid})
@@ -250,18 +260,22 @@ class Campaign:
                 self._auto_squeeze(spec)
 
     def _retry_out_of_memory(self, spec: RunSpec, returncode: int | None, entry: dict[str, Any]) -> bool:
-        """A run that ran out of GPU memory (``EXIT_OUT_OF_MEMORY``) while others shared the GPU goes back to
-        the front of the queue, and the campaign runs at most as many at once as are still running (at
-        least 1), so it is not failed for its neighbours' memory. Alone, or after ``OOM_RETRIES``, it fails."""
+        """A run that ran out of GPU memory (``EXIT_OUT_OF_MEMORY``) while others shared the GPU at any time of
+        its attempt goes back to the front of the queue, so it is not failed for its neighbours' memory. The
+        campaign then runs one fewer at once (at most as many as still run, at least 1); runs that run out
+        together, as all of them do when the GPU fills up, lower it once. Alone, or after ``OOM_RETRIES``, it fails."""
+        beside = self.company.pop(spec.name, 0)
         retries = sum(a.get("returncode") == EXIT_OUT_OF_MEMORY for a in entry["attempts"][:-1])
-        if returncode != EXIT_OUT_OF_MEMORY or not self.active or retries >= OOM_RETRIES:
+        if returncode != EXIT_OUT_OF_MEMORY or not beside or retries >= OOM_RETRIES:
             return False
-        self.workers = max(1, min(self.workers - 1, len(self.active)))
+        if time.monotonic() - self.oom_cut_at > OOM_EVENT_SECONDS:
+            self.workers = max(1, min(self.workers - 1, len(self.active)))
+            self.oom_cut_at = time.monotonic()
         entry.update(status="pending", returncode=returncode, pid=None)
         entry["attempts"][-1].update(end=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=returncode)
         self.manifest.save()
         self.todo.insert(0, spec)
-        self.say(f"{spec.name} ran out of GPU memory beside {len(self.active)} other run(s): it starts again later, "
+        self.say(f"{spec.name} ran out of GPU memory beside {beside} other run(s): it starts again later, "
                  f"with at most {self.workers} run(s) at once")
         return True
 
@@ -286,6 +300,7 @@ class Campaign:
             entry.update(status="done" if done else "interrupted", returncode=proc.returncode, pid=None)
             entry["attempts"][-1].update(end=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=proc.returncode)
         self.active.clear()
+        self.company.clear()
         self.manifest.save()
 
     # -- after runs -------------------------------------------------------------------------
