@@ -35,11 +35,11 @@ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 # runs at once: with whole-batch training a run peaked at 31.6 GiB of GPU memory (the step-1 train step), so
 # 10 at once ran out on an H100 (benchmarks/results/ablation/2026-12-05-h100-pilot); in micro-batches of 16 rows
 # a run peaks at 8.5 GiB (allocator; 2026-12-05-h100-pilot2); in micro-batches of 64 rows (examples/ablation.toml now)
-# the line through those two peaks gives ~13 GiB: 15 GiB a run with the CUDA context and room,
-# 5 on an H100, 9 on an H200; WORKERS overrides. Every step logs memory/gpu_peak_gib.
+# at 19.0 GiB (allocator), 21.1 GiB in nvidia-smi (2026-12-05-h100-campaign, where 5 at once ran out of memory):
+# 22 GiB a run, 3 on an H100, 6 on an H200; WORKERS overrides. Every step logs memory/gpu_peak_gib.
 gpu_mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
-gpu_mib=${gpu_mib:-15360}  # no nvidia-smi: one run at a time
-workers=${WORKERS:-$(( gpu_mib / 15360 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
+gpu_mib=${gpu_mib:-22528}  # no nvidia-smi: one run at a time
+workers=${WORKERS:-$(( gpu_mib / 22528 ))}; workers=$(( workers < 1 ? 1 : (workers > 20 ? 20 : workers) ))
 OUT=${OUT:-$root/out}; mkdir -p "$OUT"
 
 if [ "$phase" = a ]; then

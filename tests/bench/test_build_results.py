@@ -27,7 +27,8 @@ def _campaign(root: Path, own_step0: bool) -> Path:
             run_dir = root / "runs" / f"{cond}-s{seed}"
             run_dir.mkdir(parents=True)
             rows = [{"step": 0, "eval/pass@1": 0.05}] if own_step0 else []
-            rows += [{"step": 1, "reward/mean": 0.1}, {"step": 2, "reward/mean": 0.2, "eval/pass@1": final}]
+            late = {"entropy/mean": 0.5, "adv/zero_frac": 0.25, "completion/length_mean": 40.0}
+            rows += [{"step": 1, "reward/mean": 0.1, **late}, {"step": 2, "reward/mean": final, "eval/pass@1": final, **late}]
             (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             runs[run_dir.name] = {"condition": cond, "seed": seed, "run_dir": str(run_dir), "max_steps": 2,
                                   "status": "done"}
@@ -40,7 +41,7 @@ def _row(table: str, cond: str) -> list[str]:
 
 
 def test_base_evaluation_is_every_run_s_before(tmp_path):
-    text = _script().build(_campaign(tmp_path / "camp", own_step0=False), tmp_path / "out", None,
+    text = _script().build(_campaign(tmp_path / "camp", own_step0=False), tmp_path / "out", [],
                            base={"eval/pass@1": 0.10})
     # grpo: before 10.0 (the base), after mean 35.0; gains .20 .25 .30 .25 -> +25.0
     cond, seeds, before, after, gain = _row(text, "grpo")
@@ -51,13 +52,23 @@ def test_base_evaluation_is_every_run_s_before(tmp_path):
 
 
 def test_a_run_s_own_step_0_wins_over_the_base_evaluation(tmp_path):
-    text = _script().build(_campaign(tmp_path / "camp", own_step0=True), tmp_path / "out", None,
+    text = _script().build(_campaign(tmp_path / "camp", own_step0=True), tmp_path / "out", [],
                            base={"eval/pass@1": 0.10})
     assert _row(text, "maxrl")[2] == "5.0" and _row(text, "maxrl")[4].startswith("+40.0 [")
 
 
 def test_without_any_step_0_the_before_column_says_so(tmp_path):
-    text = _script().build(_campaign(tmp_path / "camp", own_step0=False), tmp_path / "out", None)
+    text = _script().build(_campaign(tmp_path / "camp", own_step0=False), tmp_path / "out", [])
     assert _row(text, "grpo")[2] == "-" and _row(text, "grpo")[4] == "-"
     with pytest.raises(StopIteration):
         _row(text, "nothing")
+
+
+def test_late_training_metrics_are_averaged_per_run_and_paired_by_seed(tmp_path):
+    text = _script().build(_campaign(tmp_path / "camp", own_step0=False), tmp_path / "out", [])
+    # last-10-step reward = (0.1 + final) / 2: grpo .20 .225 .25 .225, maxrl .25 .275 .275 .30;
+    # maxrl - grpo: .05 .05 .025 .075, mean .05, std .0204, t(.975, 3) = 3.182 -> [1.8, 8.2]
+    late = [line for line in text.splitlines() if line.startswith("| maxrl | ") and "%" in line]
+    cond, reward, vs, entropy, vs_entropy, zero, tokens = late[0].strip("| ").split(" | ")
+    assert reward.startswith("27.5 [") and vs == "+5.0 [1.8, 8.2] (excludes 0)"
+    assert (entropy.split()[0], zero, tokens) == ("0.500", "25%", "40.0")
