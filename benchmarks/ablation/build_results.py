@@ -7,7 +7,7 @@ Input: the tarball that benchmarks/ablation/run_h200.sh leaves in $OUT (or a cam
 Output (under --out, default docs/results/): ``ablation.md`` (the tables to paste into
 docs/results.md), ``reward.png`` (training reward per step: mean over seeds with a ± std band),
 ``finals.png`` (held-out pass@1 and pass@8 after training per condition with 95% intervals, the base
-model's as a line), ``eval.png`` only when the runs evaluated more than once, ``ablation-summary.json`` (``retrain campaign summary --json``). Every number comes from the
+model's as a line or in the title), ``eval.png`` only when the runs evaluated more than once, ``ablation-summary.json`` (``retrain campaign summary --json``). Every number comes from the
 runs' metrics.jsonl through retrain's own summary (``retrain.campaign.summary``): the same
 Student-t intervals and paired-by-seed differences as ``retrain campaign summary``.
 """
@@ -134,7 +134,8 @@ def late_table(runs: list[Any]) -> list[str]:
 
 
 def plot_finals(summary: dict[str, Any], metrics: list[str], base: dict[str, float] | None, out: Path) -> Path:
-    """Per condition, each metric's final mean over seeds with its 95% interval; the base model dashed."""
+    """Per condition, each metric's final mean over seeds with its 95% interval and the seeds; the base model
+    dashed, or in the title when it is off the conditions' scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,12 +152,17 @@ def plot_finals(summary: dict[str, Any], metrics: list[str], base: dict[str, flo
             ax.errorbar([i], [100 * v["final_mean"]], yerr=[[100 * (v["final_mean"] - lo)], [100 * (hi - v["final_mean"])]],
                         fmt="o", capsize=4, color=f"C{i}")
             ax.scatter([i] * len(v["finals"]), [100 * f for f in v["finals"]], s=10, color=f"C{i}", alpha=0.4)
-        if base and m in base:
-            ax.axhline(100 * base[m], ls="--", color="gray", label=f"base model {100 * base[m]:.1f}")
-            ax.legend(fontsize=8, loc="lower right")
+        title = f"{m[5:]} after training: mean, 95% CI, seeds"
+        if base and m in base:  # a line where it fits the conditions' scale, else in the title (their spread stays readable)
+            lo, hi = ax.get_ylim()
+            if lo <= 100 * base[m] <= hi:
+                ax.axhline(100 * base[m], ls="--", color="gray", label=f"base model {100 * base[m]:.1f}")
+                ax.legend(fontsize=8, loc="lower right")
+            else:
+                title += f"\n(base model before training: {100 * base[m]:.1f})"
         ax.set_xticks(range(len(conds)), conds, rotation=25, ha="right", fontsize=8)
         ax.set_ylabel(f"held-out {m[5:]} (%)")
-        ax.set_title(f"{m[5:]} after training: mean, 95% CI, seeds", fontsize=9)
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path = out / "finals.png"
@@ -175,7 +181,7 @@ def before_value(run_dir: Path, metric: str, base: dict[str, float] | None) -> f
 
 def build(camp: Path, out: Path, gpu_csvs: list[Path], base: dict[str, float] | None = None) -> str:
     runs = discover(camp)
-    metrics = [m for m in ("eval/pass@1", "eval/pass@8") if any(first_value(r.run_dir, m) is not None for r in runs)]
+    metrics = [m for m in ("eval/pass@1", "eval/pass@8", "eval/mean@8") if any(first_value(r.run_dir, m) is not None for r in runs)]
     summary = summarize(camp, metrics + ["reward/mean"], baseline=BASELINE)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -205,7 +211,7 @@ def build(camp: Path, out: Path, gpu_csvs: list[Path], base: dict[str, float] | 
         for m in metrics + ["reward/mean"]:
             d = entry.get(m)
             if d:
-                lines.append(f"| {cond} | {m} | {d['n']} | {100 * d['mean']:+.1f} | {ci_pct(d['ci95'])} | "
+                lines.append(f"| {cond} | {m if m.startswith('eval/') else m + ' at the last step'} | {d['n']} | {100 * d['mean']:+.1f} | {ci_pct(d['ci95'])} | "
                              f"{'-' if d['ci95'] is None else 'includes 0' if d['includes_zero'] else 'excludes 0'} |")
     lines += ["", "Training metrics over the last 10 steps (21-30), mean over seeds; reward in %, entropy in nats "
               "a token; differences paired by seed:", ""] + late_table(runs)
