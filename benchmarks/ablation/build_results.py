@@ -229,7 +229,11 @@ def build(camp: Path, out: Path, gpu_csvs: list[Path], base: dict[str, float] | 
 
     pngs = [plot_finals(summary, metrics, base, out)] if metrics else []
     several_evals = any(sum(1 for r in rundir.read_metrics(i.run_dir) if "eval/pass@1" in r) > 1 for i in runs)
-    pngs += [p for p in plot_campaign(camp, out) if p.stem != "eval" or several_evals]
+    for png in plot_campaign(camp, out):
+        if png.stem == "eval" and not several_evals:
+            png.unlink()  # one point per condition: finals.png shows it with its interval
+        else:
+            pngs.append(png)
     for png in pngs:
         lines.append(f"\n![{png.stem}]({png.name})")
     text = "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
     python benchmarks/memory/train_step_peak.py                               # retrain.toml as it is
     python benchmarks/memory/train_step_peak.py backend.micro_batch_size=0    # any section.key=value
+    python benchmarks/memory/train_step_peak.py --ops backend.micro_batch_size=16   # count the step's ops
 
 Builds the default run's backend (SmolLM2-135M-Instruct, LoRA, bf16 autocast) and one step's
 rollouts (16 real prompts x 8 samples x 24 random completion tokens: memory does not depend on
@@ -9,6 +10,11 @@ which tokens), resets the kernel's high-water mark (/proc/self/clear_refs) and r
 ``train_step``. Prints the peak resident memory of the step, the wall and CPU seconds (CPU seconds
 are the fairer speed comparison on a shared machine), and loss and gradient norm (two settings
 that must train the same, e.g. micro-batch sizes, print the same numbers). Linux only.
+
+``--ops``: instead, one warm-up step, then a step under ``torch.profiler`` that counts the PyTorch
+operators it dispatches (top-level ones: each a trip from Python through the dispatcher, and on a GPU
+at least one kernel launch). A small model's eager GPU step is bound by these, not by arithmetic:
+the count per micro-batch is what a micro-batch costs there (docs/default-run.md).
 """
 
 from __future__ import annotations
@@ -24,6 +30,21 @@ def _status(key: str) -> float:
         return next(int(line.split()[1]) / 1e6 for line in f if line.startswith(key))
 
 
+def count_ops(backend, rollouts, adv) -> None:
+    """Top-level and all aten operator calls of one (warm) train step, and the most frequent ones."""
+    import collections
+
+    from torch.profiler import ProfilerActivity, profile
+
+    backend.train_step(rollouts, adv)  # warm-up: lazy initialisation is not a per-step cost
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        backend.train_step(rollouts, adv)
+    aten = [e for e in prof.events() if e.name.startswith("aten::")]
+    top = [e for e in aten if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")]
+    common = ", ".join(f"{name[6:]} {n}" for name, n in collections.Counter(e.name for e in top).most_common(6))
+    print(f"train step ops: {len(top)} top-level aten calls ({len(aten)} with nested ones); most: {common}", flush=True)
+
+
 def main(argv: list[str]) -> None:
     import torch
     from retrain.config import load_config
@@ -32,7 +53,8 @@ def main(argv: list[str]) -> None:
     from retrain.train.runner import seed_everything
     from retrain.types import Generation, Rollouts, RunContext
 
-    overrides = {k: tomllib.loads(f"x = {v}")["x"] for k, v in (a.split("=", 1) for a in argv)}
+    ops = "--ops" in argv
+    overrides = {k: tomllib.loads(f"x = {v}")["x"] for k, v in (a.split("=", 1) for a in argv if a != "--ops")}
     cfg = load_config("retrain.toml", overrides=overrides)
     seed_everything(cfg.training.seed)
     ctx = RunContext(config=cfg, registry=load_plugins())
@@ -51,6 +73,8 @@ def main(argv: list[str]) -> None:
                      entropy=[[1.0] * t for _ in rows])
     rollouts = Rollouts.from_generation(tasks, prompts, gen, g)
     adv = torch.randn(len(rows), 1, generator=rng).expand(-1, t).contiguous()  # [N, T]
+    if ops:
+        return count_ops(backend, rollouts, adv)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current resident size
     wall, cpu = time.perf_counter(), time.process_time()
