@@ -5,9 +5,14 @@
 # (trl 1.16.0, datasets 4.8.5, dill 0.4.1, multiprocess 0.70.19). Then: device run `bash benchmarks/speed_h200.sh`
 # with carry [".whl", ".whltrl"]. The TRL peer is benchmarks/peers/trl_grpo_peer.py (tracked: it travels with the tree).
 # Leaves in $OUT: speed-*.json and speed-*.log, one pair per workload:
-#   current  8 x 16 x 256 tokens, LoRA r32 (the workload of the 7x result), retrain then TRL (3 steps)
-#   compile  the same with [backend] compile = true (compile time reported once)
-#   long     8 x 16 x 1024 tokens: decode dominates; retrain then TRL (2 steps)
+#   current        8 x 16 x 256 tokens, LoRA r32 (the workload of the 7x result), retrain then TRL (3 steps)
+#   async          the same with [training] max_staleness = 1 (no peer: compare with current's TRL)
+#   compile        the same with [backend] compile = true (compile time reported once)
+#   compile-async  both
+#   long           8 x 16 x 1024 tokens: decode dominates; retrain then TRL (2 steps)
+#   long-async     the same with max_staleness = 1
+# WORKLOADS picks and orders them (default: current async compile-async long long-async compile); the
+# random-init model is built once per machine in /tmp/qwen-shape.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/speed-out}; mkdir -p "$OUT"
@@ -18,10 +23,15 @@ bench() {  # NAME ARGS...: one workload, its JSON and log in $OUT
   timeout -k 10 "${LIMIT:-280}" python3 benchmarks/bench_grpo.py --model-dir /tmp/qwen-shape --usl "" \
     --json "$OUT/speed-$name.json" "$@" 2>&1 | grep -v "Warning\|warn(" | tee "$OUT/speed-$name.log" | tail -8
 }
-for w in ${WORKLOADS:-current long compile}; do
+for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
   case $w in
     current) bench current --steps 3 --peer benchmarks/peers/trl_grpo_peer.py ;;
-    long) bench long --steps 2 --tokens 1024 --peer benchmarks/peers/trl_grpo_peer.py ;;
+    async) bench async --steps 3 --max-staleness 1 ;;
     compile) bench compile --steps 3 --compile-train ;;
+    compile-async) bench compile-async --steps 3 --compile-train --max-staleness 1 ;;
+    long) bench long --steps 2 --tokens 1024 --peer benchmarks/peers/trl_grpo_peer.py ;;
+    long-async) bench long-async --steps 2 --tokens 1024 --max-staleness 1 ;;
+    *) echo "unknown workload $w" ;;
   esac
 done
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1

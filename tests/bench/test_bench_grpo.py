@@ -36,3 +36,18 @@ def test_bench_compile_train_uses_the_backends_compile_option(tmp_path, monkeypa
     torch._dynamo.reset()
     r = res["retrain"]
     assert r["compiled_trainer"] is True and r["trainer_compile_s"] > 0
+
+
+def test_bench_max_staleness_1_trains_each_batch_one_version_behind(tmp_path, capsys):
+    """``--max-staleness 1``: step 0 trains on a batch of version 0 (nothing trained yet); every later step on a
+    batch the engine sampled while the step before trained, one version behind, never more."""
+    from retrain.bench.grpo import main
+
+    res = main(["--steps", "2", "--layers", "1", "--vocab", "300", "--prompts", "2", "--group", "2",
+                "--tokens", "3", "--prompt-len", "5", "--usl", "", "--micro-batch", "2", "--max-staleness", "1",
+                "--model-dir", str(tmp_path / "model")])
+    r = res["retrain"]
+    assert r["max_staleness"] == 1 and r["phases_s"]["behind"] == 1.0  # steps 1 and 2: one version behind
+    assert {"generate", "train", "wait", "sync"} <= set(r["phases_s"])
+    printed = capsys.readouterr().out
+    assert "retrain step 0:" in printed and "behind 0.00" in printed and "behind 1.00" in printed
