@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from retrain.backends.compiled import AUTO_MIN_STEPS, wants_compile
+from retrain.backends.compiled import wants_compile
 from retrain.config import config_from_dict
 from retrain.types import Rollouts, RunContext, SamplingParams, Task
 from safetensors.torch import load_file
@@ -148,15 +148,14 @@ def test_out_of_memory_retrain_errors_and_eager_errors_are_not_compiler_failures
 
 
 @pytest.mark.parametrize("setting, device, steps, distributed, expected", [
-    ("auto", "cuda", AUTO_MIN_STEPS, False, True),
-    ("auto", "cuda:1", 1000, False, True),
-    ("auto", "cuda", AUTO_MIN_STEPS - 1, False, False),  # too short to pay back the compilation
+    ("auto", "cuda", 10_000, False, False),  # no GPU measurement shows the compile paying back yet
     ("auto", "cpu", 10_000, False, False),
-    ("auto", "cuda", 1000, True, False),  # torchrun: the sharded trainer's forward is not compiled
+    ("auto", "cuda", 1000, True, False),
     (True, "cpu", 1, False, True),
+    (True, "cuda", 1, False, True),
     (False, "cuda", 10_000, False, False),
 ])
-def test_auto_compiles_long_one_process_gpu_runs_only(setting, device, steps, distributed, expected):
+def test_auto_compiles_nothing_true_compiles_everywhere(setting, device, steps, distributed, expected):
     assert wants_compile(setting, device, steps, distributed) is expected
 
 

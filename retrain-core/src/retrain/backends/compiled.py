@@ -1,10 +1,12 @@
 """``[backend] compile``: the trained decoder's forward and backward through ``torch.compile``
 (docs/training.md, "Compiling the trainer"; the measurements behind the default: docs/performance.md).
 
-* **When** (:func:`wants_compile`): ``true`` / ``false`` as written; ``"auto"`` compiles a one-process
-  CUDA run of at least :data:`AUTO_MIN_STEPS` optimizer steps. On an H200 the compiled trainer saved
-  0.38 s per step (1.86 -> 1.48 s, Qwen2.5-0.5B shape, LoRA r32) for ~88 s of compilation once: it
-  pays after ~230 steps. A CPU step has no kernel-launch overhead to remove, so auto leaves CPUs alone.
+* **When** (:func:`wants_compile`): ``true`` / ``false`` as written; ``"auto"`` (the default) does not
+  compile, on any device. An earlier form (the decoder compiled in place, static shapes) saved 0.38 s
+  per step on an H200 for ~88 s of compilation. This form, with dynamic shapes, did not finish
+  compiling its first step within 3-4 minutes on an H100, twice (docs/performance.md). With
+  no measured compile time and gain, no run length is known to pay back, so "auto" stays off
+  until one is measured. On a CPU it never paid (docs/performance.md).
 * **What**: ``torch.compile(decoder, dynamic=True)`` of the causal LM's decoder (the part that returns
   hidden states; the chunked log-softmax over the LM head stays eager). Dynamic shapes, as the fast
   decode path does: batch and sequence lengths change every step and compile once, not per shape.
@@ -31,10 +33,6 @@ import os
 import sys
 from typing import Any
 
-#: "auto" compiles CUDA runs of at least this many steps: 88 s of compilation / 0.38 s saved per step
-#: on the H200 benchmark = 232 steps to break even (docs/performance.md).
-AUTO_MIN_STEPS = 250
-
 #: Where a traceback frame means "inside the compiler or compiled code" (forward or the lazily
 #: compiled backward).
 _COMPILER_PATHS = ("/torch/_dynamo/", "/torch/_inductor/", "/torch/_functorch/")
@@ -42,8 +40,8 @@ _COMPILER_PATHS = ("/torch/_dynamo/", "/torch/_inductor/", "/torch/_functorch/")
 
 def wants_compile(setting: bool | str, device: str, max_steps: int, distributed: bool) -> bool:
     """Whether ``[backend] compile = setting`` compiles this run (see the module docstring)."""
-    if setting == "auto":
-        return device.startswith("cuda") and not distributed and max_steps >= AUTO_MIN_STEPS
+    if setting == "auto":  # off everywhere until compiling is shown to pay back (module docstring)
+        return False
     return bool(setting)
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.backends.attention import use_grouped_attention
 from retrain.backends.compiled import CompiledDecoder, wants_compile
+from retrain.backends.micro_batch import auto_rows
 from retrain.backends.frozen import restore_frozen_base, store_frozen_base
 from retrain.errors import ConfigError
 from retrain.train.loss import aggregation, mismatch_metrics, policy_loss, truncated_is_weight
@@ -76,8 +77,9 @@ def resolve_dtype(dtype: str, device: str, full_finetune: bool = False) -> Any:
 
 
 #: ``micro_batch_size = "auto"`` on a CPU: the default run's step peaks at 2.75 GB instead of 7.6 and runs faster
-#: (docs/default-run.md, Memory). On a GPU "auto" is the whole batch: there the default run's 8 micro-batches
-#: took 4.9 s a step against 0.85-1.15 s whole (one H100, docs/default-run.md).
+#: (docs/default-run.md, Memory). On a GPU "auto" is the whole batch when its activations fit (else the most rows
+#: that do, backends/micro_batch.py): there the default run's 8 micro-batches took 4.9 s a step against 0.85-1.15 s
+#: whole (one H100, docs/default-run.md).
 CPU_MICRO_BATCH = 16
 
 
@@ -189,6 +191,7 @@ class LocalBackend:
         self.autocast_dtype = None if mixed == self.dtype else mixed  # bf16 weights (GPU default): nothing to do
         self.logprob_chunk = logprob_chunk
         self.micro_batch_size = resolve_micro_batch(micro_batch_size, self.device)
+        self.micro_batch_auto = micro_batch_size == "auto" and self.device.startswith("cuda")  # sized per step
         self.temperature = cfg.training.temperature
         self.version = 0
         self.dist: Any = None  # torchrun runs: retrain.distributed.fsdp.ShardedTrainer (FSDP2 hooks below)
@@ -319,6 +322,9 @@ class LocalBackend:
         a, t = self.cfg.algorithm, self.cfg.training
         n = rollouts.n
         mb = self.micro_batch_size if self.micro_batch_size > 0 else n
+        if self.micro_batch_auto:  # the whole batch if its activations fit, else fewer rows (backends/micro_batch.py)
+            width = max(len(p) for p in rollouts.prompt_ids) + rollouts.mask.shape[1]
+            mb = auto_rows(self.model, n, width, (self.autocast_dtype or self.dtype).itemsize, self.device)
         mask_all = rollouts.mask.to(self.device)  # [N, T]
         denom = float(mask_all.sum().clamp(min=1.0))
         step_rows, step_micro_batches = float(n), float(-(-n // mb))
@@ -394,6 +400,7 @@ class LocalBackend:
             "train/grad_norm": grad_norm,
             "train/lr": lr,
             "train/tokens": denom,
+            "train/micro_batch_rows": float(mb),
         }
 
     # -- weights for external engines --------------------------------------------------------------

@@ -43,13 +43,14 @@ class BackendConfig:
     logprob_chunk: int = opt(1024, "Tokens per chunk when computing log-softmax (never a full [N, T, V] fp32 tensor).", ge=1)
     micro_batch_size: int | Literal["auto"] = opt(
         0, 'Rows per forward/backward micro-batch; 0 = whole batch at once; "auto" = 16 on a CPU (less memory, '
-           'and faster there), the whole batch on a GPU (where each micro-batch costs a small model a fixed '
-           'share of a second: docs/default-run.md).', ge=0)
+           'and faster there); on a GPU the whole batch when its activations fit in 80% of the free memory, '
+           'else the most rows that do (each micro-batch costs a small model a fixed share of a second: '
+           'docs/default-run.md); logged as train/micro_batch_rows.', ge=0)
     compile: bool | Literal["auto"] = opt(
         "auto", "torch.compile the trained decoder (forward + backward of train_step, dynamic shapes): "
-                "true, false, or auto = on for one-process CUDA runs of at least 250 max_steps (compilation "
-                "costs ~1-2 min once and pays back over a few hundred steps; docs/training.md). A compiler "
-                "error costs one warning and the run goes on uncompiled.")
+                "true, false, or auto = off (on an H100 the compilation took over 3 minutes and its gain is "
+                "not yet measured: docs/training.md). A compiler error costs one warning and the run goes on "
+                "uncompiled.")
     threads: int = opt(0, "CPU threads of torch (0 = torch's default: the physical cores). CPU results depend on it "
                           "(bf16 matmuls and reductions split by thread): set it to reproduce numbers elsewhere.", ge=0)
 
