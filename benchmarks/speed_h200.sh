@@ -7,9 +7,11 @@
 # Leaves in $OUT: speed-*.json and speed-*.log, one pair per workload:
 #   current        8 x 16 x 256 tokens, LoRA r32 (the workload of the 7x result), retrain then TRL (3 steps)
 #   async          the same with [training] max_staleness = 1 (no peer: compare with current's TRL)
-#   compile        the same with [backend] compile = true (compile time reported once)
+#   compile        the same with [backend] compile = true (compile time reported once; on an H100 its first step
+#                  took longer than 200-250 s, so give it a call of its own: WORKLOADS=compile LIMIT=560)
 #   compile-async  both
-#   long           8 x 16 x 1024 tokens: decode dominates; retrain then TRL (2 steps)
+#   long           8 x 16 x 1024 tokens: decode dominates; retrain (micro-batches of 16 rows: 32 ran out of memory
+#                  on an H100) then TRL (2 steps)
 #   long-async     the same with max_staleness = 1
 # WORKLOADS picks and orders them (default: current async compile-async long long-async compile); the
 # random-init model is built once per machine in /tmp/qwen-shape.
@@ -29,8 +31,8 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
     async) bench async --steps 3 --max-staleness 1 ;;
     compile) bench compile --steps 3 --compile-train ;;
     compile-async) bench compile-async --steps 3 --compile-train --max-staleness 1 ;;
-    long) bench long --steps 2 --tokens 1024 --peer benchmarks/peers/trl_grpo_peer.py ;;
-    long-async) bench long-async --steps 2 --tokens 1024 --max-staleness 1 ;;
+    long) bench long --steps 2 --tokens 1024 --micro-batch 16 --peer benchmarks/peers/trl_grpo_peer.py ;;
+    long-async) bench long-async --steps 2 --tokens 1024 --micro-batch 16 --max-staleness 1 ;;
     *) echo "unknown workload $w" ;;
   esac
 done
