@@ -400,7 +400,7 @@ class LocalBackend:
             "train/grad_norm": grad_norm,
             "train/lr": lr,
             "train/tokens": denom,
-            "train/micro_batch_rows": float(mb),
+            "memory/micro_batch_rows": float(mb),
         }
 
     # -- weights for external engines --------------------------------------------------------------

@@ -45,7 +45,7 @@ class BackendConfig:
         0, 'Rows per forward/backward micro-batch; 0 = whole batch at once; "auto" = 16 on a CPU (less memory, '
            'and faster there); on a GPU the whole batch when its activations fit in 80% of the free memory, '
            'else the most rows that do (each micro-batch costs a small model a fixed share of a second: '
-           'docs/default-run.md); logged as train/micro_batch_rows.', ge=0)
+           'docs/default-run.md); logged as memory/micro_batch_rows.', ge=0)
     compile: bool | Literal["auto"] = opt(
         "auto", "torch.compile the trained decoder (forward + backward of train_step, dynamic shapes): "
                 "true, false, or auto = off (on an H100 the compilation took over 3 minutes and its gain is "
