@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from retrain.backends.micro_batch import BUDGET_FRACTION, activation_bytes_per_token, rows_that_fit
 
 QWEN_05B = SimpleNamespace(num_hidden_layers=24, hidden_size=896, intermediate_size=4864)
@@ -35,3 +37,40 @@ def test_the_default_run_trains_its_whole_batch_on_a_gpu():
 def test_at_least_one_row_and_no_estimate_means_the_whole_batch():
     assert rows_that_fit(64, 100_000, 2_174_976, 1e9) == 1  # nothing fits: one row at a time, the least there is
     assert rows_that_fit(64, 100, 0, 1e9) == 64
+
+
+def test_the_backend_sizes_its_micro_batches_from_the_estimate_each_step(tiny_model, monkeypatch):
+    """The GPU branch of ``LocalBackend._train_step`` run on the CPU: the device's available memory is the one
+    stand-in (``available_bytes`` reads CUDA). Room for exactly 3 rows of this batch's width gives 3-row
+    micro-batches and the same step as one whole batch, up to float summation order."""
+    import torch
+
+    from retrain.backends import micro_batch
+    from retrain.backends.local import LocalBackend
+    from retrain.config import config_from_dict
+    from retrain.engines.pytorch import PytorchEngine
+    from retrain.types import Rollouts, RunContext, SamplingParams, Task
+
+    def build():
+        cfg = config_from_dict({"model": {"model": str(tiny_model), "lora_rank": 4}, "training": {"lr": 1e-2}})
+        ctx = RunContext(config=cfg, registry=None)
+        torch.manual_seed(0)
+        ctx.backend = LocalBackend(ctx=ctx, devices="cpu", micro_batch_size=0)
+        return ctx.backend, PytorchEngine(ctx=ctx)
+
+    results = []
+    for auto in (False, True):
+        backend, engine = build()
+        prompts = [backend.tokenizer.encode(x) for x in ("1 2 3", "4 5 6 7")]
+        gen = engine.generate(prompts, SamplingParams(n=4, max_tokens=6, temperature=0.7, seed=5))
+        r = Rollouts.from_generation([Task(prompt=str(i), answer="") for i in range(2)], prompts, gen, 4)  # [8, T]
+        width = max(len(p) for p in prompts) + r.mask.shape[1]
+        per_token = activation_bytes_per_token(backend.model.config, backend.dtype.itemsize)
+        monkeypatch.setattr(micro_batch, "available_bytes", lambda device: 3 * per_token * width / BUDGET_FRACTION)
+        backend.micro_batch_auto = auto  # what "auto" sets on a CUDA device
+        adv = torch.linspace(-1, 1, r.n).unsqueeze(1).expand_as(r.mask)  # [N, T]
+        results.append(backend.train_step(r, adv))
+    whole, sized = results
+    assert whole["memory/micro_batch_rows"] == 8 and sized["memory/micro_batch_rows"] == 3
+    assert sized["loss/policy"] == pytest.approx(whole["loss/policy"], abs=1e-6)
+    assert sized["train/grad_norm"] == pytest.approx(whole["train/grad_norm"], rel=1e-5)
