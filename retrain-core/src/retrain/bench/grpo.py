@@ -142,6 +142,8 @@ def report(row: dict[str, Any], metrics: dict[str, float], mm: list[float]) -> N
 
 def synchronous(args: Any, engine: Any, backend: Any, credit: Any, collect: Any) -> tuple[list, list, float]:
     """``max_staleness = 0``: generate, score, credit, train, sync, one after the other; per-step phases."""
+    from retrain.train.loop import check_policy_version
+
     steps: list[dict[str, Any]] = []
     mm: list[float] = []
     compile_s = 0.0
@@ -152,6 +154,7 @@ def synchronous(args: Any, engine: Any, backend: Any, credit: Any, collect: Any)
         sync()
         t1 = time.perf_counter()
         token_adv, _ = credit.compute(rewards, rollouts, step)  # [N, T]
+        check_policy_version(rollouts.policy_version, backend.version, 0)  # the loop's own invariant
         sync()
         t2 = time.perf_counter()
         metrics = backend.train_step(rollouts, token_adv, importance_correction=False)
@@ -179,6 +182,8 @@ def one_step_off(args: Any, engine: Any, backend: Any, credit: Any, collect: Any
 
     import torch
 
+    from retrain.train.loop import check_policy_version
+
     engine.sample_from_snapshot()
     steps: list[dict[str, Any]] = []
     mm: list[float] = []
@@ -192,6 +197,7 @@ def one_step_off(args: Any, engine: Any, backend: Any, credit: Any, collect: Any
         t0 = time.perf_counter()
         sampler.start()  # also after the last step: every timed step overlaps the same way
         token_adv, _ = credit.compute(rewards, rollouts, step)  # [N, T]
+        check_policy_version(rollouts.policy_version, backend.version, 1)  # the loop's own invariant
         behind = backend.version - rollouts.policy_version
         metrics = backend.train_step(rollouts, token_adv, importance_correction=behind > 0)
         compile_s += metrics.get("train/compile_s", 0.0)
