@@ -13,6 +13,9 @@
 #   long           8 x 16 x 1024 tokens: decode dominates; retrain (micro-batches of 16 rows: 32 ran out of memory
 #                  on an H100) then TRL (2 steps)
 #   long-async     the same with max_staleness = 1
+#   long-auto      long with micro_batch_size = "auto" (rows sized from free memory), no peer
+#   contend-gil    current, no peer, with a pure-Python thread beside each training step (GIL only)
+#   contend-gpu    current, no peer, with a bf16-matmul thread on its own CUDA stream beside it (GPU only)
 # WORKLOADS picks and orders them (default: current async compile-async long long-async compile); the
 # random-init model is built once per machine in /tmp/qwen-shape.
 set -uo pipefail
@@ -33,6 +36,9 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
     compile-async) bench compile-async --steps 3 --compile-train --max-staleness 1 ;;
     long) bench long --steps 2 --tokens 1024 --micro-batch 16 --peer benchmarks/peers/trl_grpo_peer.py ;;
     long-async) bench long-async --steps 2 --tokens 1024 --micro-batch 16 --max-staleness 1 ;;
+    long-auto) bench long-auto --steps 2 --tokens 1024 --micro-batch auto ;;
+    contend-gil) bench contend-gil --steps 3 --contend gil ;;
+    contend-gpu) bench contend-gpu --steps 3 --contend gpu ;;
     *) echo "unknown workload $w" ;;
   esac
 done

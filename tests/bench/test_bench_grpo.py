@@ -51,3 +51,20 @@ def test_bench_max_staleness_1_trains_each_batch_one_version_behind(tmp_path, ca
     assert {"generate", "train", "wait", "sync"} <= set(r["phases_s"])
     printed = capsys.readouterr().out
     assert "retrain step 0:" in printed and "behind 0.00" in printed and "behind 1.00" in printed
+
+
+def test_bench_contend_gil_and_micro_batch_auto_are_recorded(tmp_path):
+    """``--contend gil`` runs a pure-Python thread beside each training step and stops it after; ``--micro-batch
+    auto`` is ``[backend] micro_batch_size = "auto"``, whose rows per micro-batch each step records (on a CPU:
+    16 rows, the CPU's auto size, though this batch has only 4)."""
+    import threading
+
+    from retrain.bench.grpo import main
+
+    res = main(["--steps", "1", "--layers", "1", "--vocab", "300", "--prompts", "2", "--group", "2",
+                "--tokens", "3", "--prompt-len", "5", "--usl", "", "--micro-batch", "auto", "--contend", "gil",
+                "--model-dir", str(tmp_path / "model")])
+    r = res["retrain"]
+    assert r["contend"] == "gil" and r["micro_batch"] == "auto"
+    assert r["micro_batch_rows"] == [16.0, 16.0]  # warm-up and timed step
+    assert not [t for t in threading.enumerate() if t.name.startswith("contend")]  # each step's thread is gone

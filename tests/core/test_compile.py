@@ -87,6 +87,9 @@ def test_compiled_step_equals_eager_and_its_checkpoint_resumes_uncompiled(tiny_m
     err = capfd.readouterr().err
     reports = [line for line in err.splitlines() if line.startswith("compile:")]
     assert len(reports) == 1 and reports[0].startswith("compile: the trained decoder compiled in "), err
+    assert "(torch.compile of each decoder layer, backend aot_eager" in reports[0]  # regional: one graph per layer
+    decoder = compiled.model.get_base_model().model if lora_rank else compiled.model.model
+    assert all(layer._compiled_call_impl is None for layer in decoder.layers)  # swapped in only inside the step
     assert "warning" not in err and "Traceback" not in err
 
     # the checkpoint holds the plain module's names, as an eager run's does

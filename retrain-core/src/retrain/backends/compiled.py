@@ -83,6 +83,30 @@ def one_line(error: BaseException, limit: int = 240) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+class RegionalDecoder:
+    """Stands for ``decoder`` (same parameters, same call) with each of its layers' calls compiled.
+
+    A compiled layer call is swapped into ``layer._compiled_call_impl`` (what ``Module.compile()``
+    sets) only for the duration of a call, so every other forward of the model stays eager.
+    """
+
+    def __init__(self, decoder: Any, backend: str) -> None:
+        import torch
+
+        self._orig_mod = decoder  # read as torch.compile's wrapper is (logprobs.cache_argument)
+        self.calls = [torch.compile(layer._call_impl, backend=backend, dynamic=True) for layer in decoder.layers]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        layers = self._orig_mod.layers
+        for layer, call in zip(layers, self.calls):
+            layer._compiled_call_impl = call
+        try:
+            return self._orig_mod(*args, **kwargs)
+        finally:
+            for layer in layers:
+                layer._compiled_call_impl = None
+
+
 class CompiledDecoder:
     """The trained decoder compiled once for every shape; falls back to eager on a compiler error."""
 
@@ -90,7 +114,13 @@ class CompiledDecoder:
         import torch
 
         self.backend = os.environ.get("RETRAIN_COMPILE_BACKEND", "inductor")
-        self.decoder = torch.compile(decoder, backend=self.backend, dynamic=True)  # shares decoder's parameters
+        layers = getattr(decoder, "layers", None)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
+            self.decoder: Any = RegionalDecoder(decoder, self.backend)
+            self.form = "each decoder layer"
+        else:  # no layer list to compile one by one: the whole decoder
+            self.decoder = torch.compile(decoder, backend=self.backend, dynamic=True)  # shares decoder's parameters
+            self.form = "the whole decoder"
         self.failed = False
         self.reported = False
         self.total_seconds = 0.0
@@ -123,8 +153,9 @@ class CompiledDecoder:
             metrics["train/compile_s"] = seconds
             if not self.reported:
                 self.reported = True
-                print(f"compile: the trained decoder compiled in {seconds:.1f} s (torch.compile, backend "
-                      f"{self.backend}, dynamic shapes; paid once, later steps reuse it)", file=sys.stderr, flush=True)
+                print(f"compile: the trained decoder compiled in {seconds:.1f} s (torch.compile of {self.form}, "
+                      f"backend {self.backend}, dynamic shapes; paid once, later steps reuse it)", file=sys.stderr,
+                      flush=True)
         return metrics
 
     def fail(self, error: BaseException) -> None:

@@ -14,12 +14,14 @@ concurrency, and with ``--peer`` the TRL peer run in a subprocess of the same ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +114,15 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
     else:
         steps, mm, compile_s = synchronous(args, engine, backend, credit, collect)
     steady = steps[1:]
-    mean = {k: sum(r[k] for r in steady) / len(steady) for k in steady[0] if k not in ("step", "gen_tokens")}
+    mean = {k: sum(r[k] for r in steady) / len(steady) for k in steady[0]
+            if k not in ("step", "gen_tokens", "micro_batch_rows")}
     n = b * g
     out = {
         "peer": "retrain", "prompts": b, "G": g, "L": length, "lora": args.lora, "max_staleness": args.max_staleness,
         "fast_path": getattr(engine, "_fast_decoder", None) is not None,
         "compiled_trainer": backend.compiled is not None and backend.compiled.active,
         "trainer_compile_s": round(compile_s, 1),
+        "contend": args.contend, "micro_batch": args.micro_batch, "micro_batch_rows": [r["micro_batch_rows"] for r in steps],
         "s_per_step": round(mean["s"], 3),
         "phases_s": {k: round(v, 3) for k, v in mean.items() if k != "s"},
         "gen_tok_per_s": round(n * length / mean["generate"], 1),
@@ -133,11 +137,48 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
 
 def report(row: dict[str, Any], metrics: dict[str, float], mm: list[float]) -> None:
     mm.append(metrics.get("mismatch/abs_logprob_delta", float("nan")))
-    phases = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k not in ("step", "s", "gen_tokens"))
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k not in ("step", "s", "gen_tokens",
+                                                                             "micro_batch_rows"))
     print(f"retrain step {row['step']}: {row['s']:.2f}s ({phases}) tokens {row['gen_tokens']} "
           f"|engine-trainer logprob| {mm[-1]:.4f}"
           + (f" (trainer compile {metrics['train/compile_s']:.1f}s)" if "train/compile_s" in metrics else ""),
           flush=True)
+
+
+@contextlib.contextmanager
+def contention(kind: str) -> Iterator[None]:
+    """A thread beside the training step that takes only what ``kind`` names, to tell which one slows
+    one-step-off training down: ``gil`` (pure Python, holds the GIL, no GPU), ``gpu`` (bf16 matmuls on
+    its own CUDA stream, waiting with the GIL released), ``""`` nothing."""
+    import threading
+
+    import torch
+
+    if not kind:
+        yield
+        return
+    stop = threading.Event()
+
+    def gil() -> None:
+        while not stop.is_set():
+            sum(range(10_000))
+
+    def gpu() -> None:
+        stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)  # [4096, 4096]
+            while not stop.is_set():
+                for _ in range(8):
+                    a = (a @ a).clamp_(-1, 1)
+                stream.synchronize()  # waits with the GIL released
+
+    thread = threading.Thread(target={"gil": gil, "gpu": gpu}[kind], name=f"contend-{kind}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def synchronous(args: Any, engine: Any, backend: Any, credit: Any, collect: Any) -> tuple[list, list, float]:
@@ -157,15 +198,17 @@ def synchronous(args: Any, engine: Any, backend: Any, credit: Any, collect: Any)
         check_policy_version(rollouts.policy_version, backend.version, 0)  # the loop's own invariant
         sync()
         t2 = time.perf_counter()
-        metrics = backend.train_step(rollouts, token_adv, importance_correction=False)
-        compile_s += metrics.get("train/compile_s", 0.0)  # [backend] compile: the steps that compiled
-        sync()
+        with contention(args.contend):
+            metrics = backend.train_step(rollouts, token_adv, importance_correction=False)
+            compile_s += metrics.get("train/compile_s", 0.0)  # [backend] compile: the steps that compiled
+            sync()
         t3 = time.perf_counter()
         engine.sync(backend, backend.version)
         sync()
         t4 = time.perf_counter()
         row = {"step": step, "s": t4 - t0, "generate": t1 - t0, "reward_credit": t2 - t1, "train": t3 - t2,
-               "sync": t4 - t3, "gen_tokens": int(rollouts.mask.sum())}
+               "sync": t4 - t3, "gen_tokens": int(rollouts.mask.sum()),
+               "micro_batch_rows": metrics.get("memory/micro_batch_rows", 0.0)}
         steps.append(row)
         report(row, metrics, mm)
     return steps, mm, compile_s
@@ -210,7 +253,8 @@ def one_step_off(args: Any, engine: Any, backend: Any, credit: Any, collect: Any
         sync()
         t3 = time.perf_counter()
         row = {"step": step, "s": t3 - t0, "generate": gen_s, "reward_credit": 0.0, "train": t1 - t0,
-               "wait": t2 - t1, "sync": t3 - t2, "gen_tokens": int(rollouts.mask.sum()), "behind": behind}
+               "wait": t2 - t1, "sync": t3 - t2, "gen_tokens": int(rollouts.mask.sum()), "behind": behind,
+               "micro_batch_rows": metrics.get("memory/micro_batch_rows", 0.0)}
         steps.append(row)
         report(row, metrics, mm)
         batch = nxt[0]
@@ -318,7 +362,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--lora", type=int, default=32)
-    ap.add_argument("--micro-batch", type=int, default=32, help="[backend] micro_batch_size")
+    ap.add_argument("--micro-batch", type=lambda s: s if s == "auto" else int(s), default=32,
+                    help='[backend] micro_batch_size: rows, or "auto" (sized from free memory on a GPU)')
     ap.add_argument("--logprob-chunk", type=int, default=4096, help="[backend] logprob_chunk")
     ap.add_argument("--layers", type=int, default=24, help="decoder layers (24 = Qwen2.5-0.5B)")
     ap.add_argument("--vocab", type=int, default=VOCAB, help="vocabulary size (151936 = Qwen2.5)")
@@ -328,6 +373,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="[backend] compile = true (torch.compile of the trained decoder); default false")
     ap.add_argument("--max-staleness", type=int, default=0, choices=(0, 1),
                     help="[training] max_staleness: 1 = sample the next batch while this one trains")
+    ap.add_argument("--contend", default="", choices=("", "gil", "gpu"),
+                    help="a thread that contends with each training step for the GIL or the GPU only (diagnostic)")
     ap.add_argument("--peer", default="", help="path of trl_grpo_peer.py to run in a subprocess afterwards")
     ap.add_argument("--json", default="", help="write the results here")
     ap.add_argument("--model-dir", default="", help="keep the random-init model here and reuse it (default: a temp dir)")
