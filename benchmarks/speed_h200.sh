@@ -14,6 +14,7 @@
 #                  on an H100) then TRL (2 steps)
 #   long-async     the same with max_staleness = 1
 #   long-auto      long with micro_batch_size = "auto" (rows sized from free memory), no peer
+#   baseline       current, no peer (what contend-* compare with, in the same call)
 #   contend-gil    current, no peer, with a pure-Python thread beside each training step (GIL only)
 #   contend-gpu    current, no peer, with a bf16-matmul thread on its own CUDA stream beside it (GPU only)
 # WORKLOADS picks and orders them (default: current async compile-async long long-async compile); the
@@ -37,6 +38,7 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
     long) bench long --steps 2 --tokens 1024 --micro-batch 16 --peer benchmarks/peers/trl_grpo_peer.py ;;
     long-async) bench long-async --steps 2 --tokens 1024 --micro-batch 16 --max-staleness 1 ;;
     long-auto) bench long-auto --steps 2 --tokens 1024 --micro-batch auto ;;
+    baseline) bench baseline --steps 3 ;;
     contend-gil) bench contend-gil --steps 3 --contend gil ;;
     contend-gpu) bench contend-gpu --steps 3 --contend gpu ;;
     *) echo "unknown workload $w" ;;
