@@ -165,3 +165,32 @@ def test_auto_compiles_nothing_true_compiles_everywhere(setting, device, steps, 
 def test_cpu_default_builds_no_compiled_decoder(tiny_model):
     backend, _ = _backend(tiny_model, 4, "auto", max_steps=10_000)
     assert backend.compiled is None
+
+
+def test_each_of_more_layers_than_dynamos_recompile_limit_runs_compiled(aot_eager):
+    """The layers share one forward code object, and dynamo keeps 8 graphs per code object by default:
+    a 10-layer decoder, forward and backward with a KV-cache prefix as the shared-prefix path runs it,
+    compiles a graph for every layer, and the hidden states equal the eager ones."""
+    from peft import LoraConfig, get_peft_model
+    from retrain.backends.compiled import CompiledDecoder
+    from torch._dynamo.utils import counters
+    from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=10,
+                      num_attention_heads=4, num_key_value_heads=2)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_config(cfg), LoraConfig(r=4, target_modules="all-linear"))
+    decoder = model.get_base_model().model
+    compiled = CompiledDecoder(decoder)
+    assert compiled.form == "each decoder layer"
+    prefix, ids = torch.randint(0, 300, (1, 5)), torch.randint(0, 300, (1, 7))  # [1, 5], [1, 7]
+    hidden = []
+    for run in (compiled.decoder, decoder):
+        cache = DynamicCache(config=cfg)
+        with torch.no_grad():
+            run(input_ids=prefix, past_key_values=cache, use_cache=True)
+        out = run(input_ids=ids, past_key_values=cache, use_cache=True).last_hidden_state  # [1, 7, 32]
+        out.sum().backward()
+        hidden.append(out)
+    assert counters["stats"]["unique_graphs"] >= 10
+    assert torch.allclose(hidden[0], hidden[1], atol=1e-5)

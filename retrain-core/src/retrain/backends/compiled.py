@@ -93,7 +93,14 @@ class RegionalDecoder:
     def __init__(self, decoder: Any, backend: str) -> None:
         import torch
 
+        import torch._dynamo.config as dynamo_config
+
         self._orig_mod = decoder  # read as torch.compile's wrapper is (logprobs.cache_argument)
+        # The layers share one forward code object, and dynamo keeps at most recompile_limit graphs per
+        # code object (8), running the rest eagerly: a graph per layer (guards on its index, e.g. the
+        # KV cache's), some twice (input with or without grad).
+        limit = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+        setattr(dynamo_config, limit, max(getattr(dynamo_config, limit), 3 * len(decoder.layers)))
         self.calls = [torch.compile(layer._call_impl, backend=backend, dynamic=True) for layer in decoder.layers]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
