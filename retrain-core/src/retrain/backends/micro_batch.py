@@ -6,13 +6,15 @@ Qwen2.5-0.5B-shaped model ran out of memory with 32 rows of 1,152 tokens (docs/p
 
 The estimate is the memory that autograd keeps per trained token:
 ``layers x (18 x hidden + 6 x intermediate)`` elements of the compute dtype. Fitted to four measured
-allocator peaks of whole training steps (bf16, LoRA), it comes within 7% of each:
+allocator peaks of whole training steps (bf16, LoRA), it comes within 7% of each (and within 7.2% of a fifth,
+measured later: the first micro-batch size that "auto" chose on a GPU):
 
 | model | rows x tokens | estimate | measured peak |
 |---|---|---|---|
 | Qwen2.5-0.5B shape, 32 x 384 | 12,288 | 24.9 GiB | 26.6 GiB (H100) |
 | Qwen2.5-0.5B shape, 128 x 384 | 49,152 | 99.6 GiB | 100.6 GiB (H200) |
 | Qwen2.5-0.5B shape, 32 x 1,152 | 36,864 | 74.7 GiB | out of memory with 74.5 GiB allocated (H100) |
+| Qwen2.5-0.5B shape, 25 x 1,152 (rows chosen by "auto") | 28,800 | 58.3 GiB | 62.5 GiB (H100) |
 | SmolLM2-135M, 128 x ~49 (shared prompt prefix run once) | ~6,300 | 6.9 GiB | 7.2 GiB (H100) |
 
 It is applied with a margin. The budget is 80% of the memory the device can still give (free,
