@@ -7,11 +7,14 @@
   compiling its first step within 3-4 minutes on an H100, twice (docs/performance.md). With
   no measured compile time and gain, no run length is known to pay back, so "auto" stays off
   until one is measured. On a CPU it never paid (docs/performance.md).
-* **What**: ``torch.compile(decoder, dynamic=True)`` of the causal LM's decoder (the part that returns
-  hidden states; the chunked log-softmax over the LM head stays eager). Dynamic shapes, as the fast
-  decode path does: batch and sequence lengths change every step and compile once, not per shape.
-  The model itself is untouched (no in-place ``Module.compile()``, no ``OptimizedModule`` stored in
-  the backend): the compiled callable shares the module's parameters, so state dicts and
+* **What**: ``torch.compile(layer._call_impl, dynamic=True)`` of each layer of the causal LM's
+  decoder (:class:`RegionalDecoder`; a decoder without a ``layers`` list is compiled whole). The
+  embedding, the final norm and the chunked log-softmax over the LM head stay eager. Layer by
+  layer compiles much faster than the whole decoder, since inductor's cache serves the repeated
+  layers' graphs. Dynamic shapes, as the fast decode path does: batch and sequence lengths change
+  every step and compile once, not per shape.
+  The model itself is untouched (no ``OptimizedModule`` stored in the backend, each compiled layer
+  call swapped in only during the call): the compiled callables share the module's parameters, so state dicts and
   checkpoints have no ``_orig_mod.`` prefix, peft's adapter save/load and the engine's weight sync
   see the real parameters, and only ``train_step``'s policy forward runs compiled (evaluation,
   the engine, entropy and reference forwards stay eager: each would be one more compilation).
