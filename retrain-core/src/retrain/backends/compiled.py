@@ -3,10 +3,10 @@
 
 * **When** (:func:`wants_compile`): ``true`` / ``false`` as written; ``"auto"`` (the default) does not
   compile, on any device. An earlier form (the decoder compiled in place, static shapes) saved 0.38 s
-  per step on an H200 for ~88 s of compilation. This form, with dynamic shapes, did not finish
-  compiling its first step within 3-4 minutes on an H100, twice (docs/performance.md). With
-  no measured compile time and gain, no run length is known to pay back, so "auto" stays off
-  until one is measured. On a CPU it never paid (docs/performance.md).
+  per step on an H200 for ~88 s of compilation. On an H100 the whole decoder with dynamic shapes
+  did not finish compiling its first step within 3-4 minutes; layer by layer, 8 of 24 layers
+  compiled in 65 s bought 1%, and all 24 took more than 200 s (docs/performance.md). No usual run
+  length pays that back, so "auto" stays off. On a CPU it never paid (docs/performance.md).
 * **What**: ``torch.compile(layer._call_impl, dynamic=True)`` of each layer of the causal LM's
   decoder (:class:`RegionalDecoder`; a decoder without a ``layers`` list is compiled whole). The
   embedding, the final norm and the chunked log-softmax over the LM head stay eager. Layer by
