@@ -95,7 +95,6 @@ class RegionalDecoder:
 
     def __init__(self, decoder: Any, backend: str) -> None:
         import torch
-
         import torch._dynamo.config as dynamo_config
 
         self._orig_mod = decoder  # read as torch.compile's wrapper is (logprobs.cache_argument)
@@ -108,7 +107,7 @@ class RegionalDecoder:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         layers = self._orig_mod.layers
-        for layer, call in zip(layers, self.calls):
+        for layer, call in zip(layers, self.calls, strict=True):
             layer._compiled_call_impl = call
         try:
             return self._orig_mod(*args, **kwargs)

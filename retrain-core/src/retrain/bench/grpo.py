@@ -14,14 +14,12 @@ concurrency, and with ``--peer`` the TRL peer run in a subprocess of the same ca
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,44 +143,9 @@ def report(row: dict[str, Any], metrics: dict[str, float], mm: list[float]) -> N
           flush=True)
 
 
-@contextlib.contextmanager
-def contention(kind: str) -> Iterator[None]:
-    """A thread beside the training step that takes only what ``kind`` names, to tell which one slows
-    one-step-off training down: ``gil`` (pure Python, holds the GIL, no GPU), ``gpu`` (bf16 matmuls on
-    its own CUDA stream, waiting with the GIL released), ``""`` nothing."""
-    import threading
-
-    import torch
-
-    if not kind:
-        yield
-        return
-    stop = threading.Event()
-
-    def gil() -> None:
-        while not stop.is_set():
-            sum(range(10_000))
-
-    def gpu() -> None:
-        stream = torch.cuda.Stream()
-        with torch.cuda.stream(stream):
-            a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)  # [4096, 4096]
-            while not stop.is_set():
-                for _ in range(8):
-                    a = (a @ a).clamp_(-1, 1)
-                stream.synchronize()  # waits with the GIL released
-
-    thread = threading.Thread(target={"gil": gil, "gpu": gpu}[kind], name=f"contend-{kind}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 def synchronous(args: Any, engine: Any, backend: Any, credit: Any, collect: Any) -> tuple[list, list, float]:
     """``max_staleness = 0``: generate, score, credit, train, sync, one after the other; per-step phases."""
+    from retrain.bench.contention import contention
     from retrain.train.loop import check_policy_version
 
     steps: list[dict[str, Any]] = []
