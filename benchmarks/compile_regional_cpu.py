@@ -2,9 +2,9 @@
 
 A lead for ``[backend] compile`` (docs/performance.md): a random Llama (hidden 64, LoRA r8 through peft) with
 LAYERS layers, forward + backward at two shapes under ``torch.compile(dynamic=True)``, 1 torch thread.
-``whole`` compiles the decoder (what retrain does today); ``regional`` compiles each layer's call and
-swaps it in only for the call. Prints wall and dynamo seconds, graphs compiled, and the largest
-difference from the eager forward.
+``whole`` compiles the decoder (retrain's earlier form); ``regional`` compiles each layer's call and
+swaps it in only for the call (``retrain.backends.compiled.RegionalDecoder``, what ``[backend] compile``
+runs). Prints wall and dynamo seconds, graphs compiled, and the largest difference from the eager forward.
 
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) python benchmarks/compile_regional_cpu.py 6 regional inductor
 """
@@ -26,17 +26,10 @@ model = get_peft_model(AutoModelForCausalLM.from_config(cfg), LoraConfig(r=8, ta
 dec = model.get_base_model().model
 if mode == "whole":
     run = torch.compile(dec, backend=backend, dynamic=True)
-else:
-    calls = [torch.compile(layer._call_impl, backend=backend, dynamic=True) for layer in dec.layers]
+else:  # what [backend] compile runs
+    from retrain.backends.compiled import RegionalDecoder
 
-    def run(*args, **kwargs):
-        for layer, call in zip(dec.layers, calls):
-            layer._compiled_call_impl = call
-        try:
-            return dec(*args, **kwargs)
-        finally:
-            for layer in dec.layers:
-                layer._compiled_call_impl = None
+    run = RegionalDecoder(dec, backend)
 t = time.perf_counter()
 for rows, width in ((4, 20), (6, 33)):
     x = torch.randint(0, 300, (rows, width))  # [rows, width]

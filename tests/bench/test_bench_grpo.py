@@ -68,3 +68,14 @@ def test_bench_contend_gil_and_micro_batch_auto_are_recorded(tmp_path):
     assert r["contend"] == "gil" and r["micro_batch"] == "auto"
     assert r["micro_batch_rows"] == [16.0, 16.0]  # warm-up and timed step
     assert not [t for t in threading.enumerate() if t.name.startswith("contend")]  # each step's thread is gone
+
+
+def test_bench_micro_batch_neither_rows_nor_auto_is_one_usage_error(capsys):
+    import pytest
+    from retrain.bench.grpo import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--micro-batch", "atuo"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        'error: argument --micro-batch: "atuo" is neither a number of rows nor "auto" (0 = the whole batch)')

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.backends.attention import use_grouped_attention
 from retrain.backends.compiled import CompiledDecoder, wants_compile
-from retrain.backends.micro_batch import auto_rows
 from retrain.backends.frozen import restore_frozen_base, store_frozen_base
+from retrain.backends.micro_batch import auto_rows
 from retrain.errors import ConfigError
 from retrain.train.loss import aggregation, mismatch_metrics, policy_loss, truncated_is_weight
 

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 VOCAB = 151936
+#: keys of a step's row that are not phase seconds (neither averaged as time nor printed as a phase)
+NOT_PHASES = ("step", "gen_tokens", "micro_batch_rows")
 
 
 def build_model_dir(path: Path, layers: int = 24, vocab: int = VOCAB) -> Path:
@@ -112,8 +114,7 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
     else:
         steps, mm, compile_s = synchronous(args, engine, backend, credit, collect)
     steady = steps[1:]
-    mean = {k: sum(r[k] for r in steady) / len(steady) for k in steady[0]
-            if k not in ("step", "gen_tokens", "micro_batch_rows")}
+    mean = {k: sum(r[k] for r in steady) / len(steady) for k in steady[0] if k not in NOT_PHASES}
     n = b * g
     out = {
         "peer": "retrain", "prompts": b, "G": g, "L": length, "lora": args.lora, "max_staleness": args.max_staleness,
@@ -135,8 +136,7 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
 
 def report(row: dict[str, Any], metrics: dict[str, float], mm: list[float]) -> None:
     mm.append(metrics.get("mismatch/abs_logprob_delta", float("nan")))
-    phases = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k not in ("step", "s", "gen_tokens",
-                                                                             "micro_batch_rows"))
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k not in (*NOT_PHASES, "s"))
     print(f"retrain step {row['step']}: {row['s']:.2f}s ({phases}) tokens {row['gen_tokens']} "
           f"|engine-trainer logprob| {mm[-1]:.4f}"
           + (f" (trainer compile {metrics['train/compile_s']:.1f}s)" if "train/compile_s" in metrics else ""),
@@ -198,7 +198,7 @@ def one_step_off(args: Any, engine: Any, backend: Any, credit: Any, collect: Any
     for step in range(args.steps + 1):
         rollouts, rewards, gen_s = batch
         nxt: list[Any] = []
-        sampler = threading.Thread(target=lambda s=step + 1: nxt.append(collect(s)), daemon=True)
+        sampler = threading.Thread(target=lambda s=step + 1, out=nxt: out.append(collect(s)), daemon=True)
         sync()
         t0 = time.perf_counter()
         sampler.start()  # also after the last step: every timed step overlaps the same way
@@ -315,6 +315,15 @@ def run_peer(peer: str, args: Any) -> dict[str, Any] | None:
     return json.loads(last) if last else None
 
 
+def micro_batch_arg(text: str) -> int | str:
+    """``--micro-batch``: a row count or "auto", as ``[backend] micro_batch_size``."""
+    import argparse
+
+    if text == "auto" or text.isdigit():
+        return text if text == "auto" else int(text)
+    raise argparse.ArgumentTypeError(f'"{text}" is neither a number of rows nor "auto" (0 = the whole batch)')
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     import argparse
 
@@ -325,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--lora", type=int, default=32)
-    ap.add_argument("--micro-batch", type=lambda s: s if s == "auto" else int(s), default=32,
+    ap.add_argument("--micro-batch", type=micro_batch_arg, default=32,
                     help='[backend] micro_batch_size: rows, or "auto" (sized from free memory on a GPU)')
     ap.add_argument("--logprob-chunk", type=int, default=4096, help="[backend] logprob_chunk")
     ap.add_argument("--layers", type=int, default=24, help="decoder layers (24 = Qwen2.5-0.5B)")
