@@ -79,3 +79,17 @@ def test_bench_micro_batch_neither_rows_nor_auto_is_one_usage_error(capsys):
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(
         'error: argument --micro-batch: "atuo" is neither a number of rows nor "auto" (0 = the whole batch)')
+
+
+def test_bench_contend_gpu_without_a_gpu_is_one_usage_error(capsys):
+    import pytest
+    import torch
+    from retrain.bench.grpo import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--contend", "gpu"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: --contend gpu: this machine has no CUDA device (the contending thread runs matmuls on one)")

@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     import transformers
 
+    if args.contend == "gpu" and not torch.cuda.is_available():
+        ap.error("--contend gpu: this machine has no CUDA device (the contending thread runs matmuls on one)")
     info = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "transformers": transformers.__version__,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
     try:
