@@ -17,6 +17,8 @@
 #   baseline       current, no peer (what contend-* compare with, in the same call)
 #   contend-gil    current, no peer, with a pure-Python thread beside each training step (GIL only)
 #   contend-gpu    current, no peer, with a bf16-matmul thread on its own CUDA stream beside it (GPU only)
+#   profile        current, no peer, then one step profiled: $OUT/profile/profile-{generate,train}.txt
+#   profile-long   long with micro_batch_size = "auto", then one step profiled: $OUT/profile-long/
 # WORKLOADS picks and orders them (default: current async compile-async long long-async compile); the
 # random-init model is built once per machine in /tmp/qwen-shape.
 set -uo pipefail
@@ -41,6 +43,8 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
     baseline) bench baseline --steps 3 ;;
     contend-gil) bench contend-gil --steps 3 --contend gil ;;
     contend-gpu) bench contend-gpu --steps 3 --contend gpu ;;
+    profile) bench profile --steps 1 --profile "$OUT/profile" ;;
+    profile-long) bench profile-long --steps 1 --tokens 1024 --micro-batch auto --profile "$OUT/profile-long" ;;
     *) echo "unknown workload $w" ;;
   esac
 done

@@ -93,3 +93,29 @@ def test_bench_contend_gpu_without_a_gpu_is_one_usage_error(capsys):
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(
         "error: --contend gpu: this machine has no CUDA device (the contending thread runs matmuls on one)")
+
+
+def test_bench_profile_writes_one_table_per_phase(tmp_path, capsys):
+    """``--profile DIR``: one more step after the timed ones, generation and training each profiled into a table
+    whose rows name the ops that ran (on a CPU: sorted by self CPU time)."""
+    from retrain.bench.grpo import main
+
+    main(["--steps", "1", "--layers", "1", "--vocab", "300", "--prompts", "2", "--group", "2", "--tokens", "3",
+          "--prompt-len", "5", "--usl", "", "--micro-batch", "2", "--model-dir", str(tmp_path / "model"),
+          "--profile", str(tmp_path / "prof")])
+    gen = (tmp_path / "prof" / "profile-generate.txt").read_text()
+    train = (tmp_path / "prof" / "profile-train.txt").read_text()
+    assert gen.startswith("generate: wall ") and "aten::" in gen and "== by op and input shape" in gen
+    assert train.startswith("train: wall ") and "aten::mm" in train and "autograd::engine" in train
+    assert "profile-train.txt" in capsys.readouterr().out
+
+
+def test_bench_profile_with_max_staleness_is_one_usage_error(capsys):
+    import pytest
+    from retrain.bench.grpo import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--profile", "x", "--max-staleness", "1"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "--profile profiles a synchronous step: drop --max-staleness (or --profile)")

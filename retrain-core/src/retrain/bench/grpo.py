@@ -174,7 +174,21 @@ def synchronous(args: Any, engine: Any, backend: Any, credit: Any, collect: Any)
                "micro_batch_rows": metrics.get("memory/micro_batch_rows", 0.0)}
         steps.append(row)
         report(row, metrics, mm)
+    if args.profile:
+        profile_step(args, engine, backend, credit, collect)
     return steps, mm, compile_s
+
+
+def profile_step(args: Any, engine: Any, backend: Any, credit: Any, collect: Any) -> None:
+    """``--profile DIR``: one more synchronous step, its generation and training each under the profiler."""
+    from retrain.bench.profile import profiled
+
+    out = Path(args.profile)
+    rollouts, rewards, _ = profiled(out / "profile-generate.txt", "generate", lambda: collect(args.steps + 1))
+    token_adv, _ = credit.compute(rewards, rollouts, args.steps + 1)  # [N, T]
+    profiled(out / "profile-train.txt", "train",
+             lambda: backend.train_step(rollouts, token_adv, importance_correction=False))
+    engine.sync(backend, backend.version)
 
 
 def one_step_off(args: Any, engine: Any, backend: Any, credit: Any, collect: Any) -> tuple[list, list, float]:
@@ -347,6 +361,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="[training] max_staleness: 1 = sample the next batch while this one trains")
     ap.add_argument("--contend", default="", choices=("", "gil", "gpu"),
                     help="a thread that contends with each training step for the GIL or the GPU only (diagnostic)")
+    ap.add_argument("--profile", default="", metavar="DIR",
+                    help="after the timed steps, profile one more step's generation and training (tables in DIR)")
     ap.add_argument("--peer", default="", help="path of trl_grpo_peer.py to run in a subprocess afterwards")
     ap.add_argument("--json", default="", help="write the results here")
     ap.add_argument("--model-dir", default="", help="keep the random-init model here and reuse it (default: a temp dir)")
@@ -355,6 +371,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     import transformers
 
+    if args.profile and args.max_staleness:
+        ap.error("--profile profiles a synchronous step: drop --max-staleness (or --profile)")
     if args.contend == "gpu" and not torch.cuda.is_available():
         ap.error("--contend gpu: this machine has no CUDA device (the contending thread runs matmuls on one)")
     info = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "transformers": transformers.__version__,
