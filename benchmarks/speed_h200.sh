@@ -17,6 +17,7 @@
 #   baseline       current, no peer (what contend-* compare with, in the same call)
 #   contend-gil    current, no peer, with a pure-Python thread beside each training step (GIL only)
 #   contend-gpu    current, no peer, with a bf16-matmul thread on its own CUDA stream beside it (GPU only)
+#   base           current, no peer, with the wheel in .whlbase (a baseline commit: before/after on one card)
 #   profile        current, no peer, then one step profiled: $OUT/profile/profile-{generate,train}.txt
 #   profile-long   long with micro_batch_size = "auto", then one step profiled: $OUT/profile-long/
 # WORKLOADS picks and orders them (default: current async compile-async long long-async compile); the
@@ -26,6 +27,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM
 OUT=${OUT:-/tmp/speed-out}; mkdir -p "$OUT"
 [ -f /tmp/site/.done ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl .whltrl/*.whl && touch /tmp/site/.done
+[ -d .whlbase ] && [ ! -f /tmp/site-base/.done ] && python3 -m pip install -q --no-index --no-deps --no-compile \
+  --no-cache-dir --target /tmp/site-base .whlbase/*.whl && touch /tmp/site-base/.done
 bench() {  # NAME ARGS...: one workload, its JSON and log in $OUT
   local name=$1; shift
   timeout -k 10 "${LIMIT:-280}" python3 benchmarks/bench_grpo.py --model-dir /tmp/qwen-shape --usl "" \
@@ -43,6 +46,7 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
     baseline) bench baseline --steps 3 ;;
     contend-gil) bench contend-gil --steps 3 --contend gil ;;
     contend-gpu) bench contend-gpu --steps 3 --contend gpu ;;
+    base) PYTHONPATH=/tmp/site-base:/tmp/site bench base --steps 3 ;;
     profile) bench profile --steps 1 --profile "$OUT/profile" ;;
     profile-long) bench profile-long --steps 1 --tokens 1024 --micro-batch auto --profile "$OUT/profile-long" ;;
     *) echo "unknown workload $w" ;;

@@ -236,9 +236,16 @@ def test_bf16_autocast_runs_bf16_matmuls_over_fp32_weights(tiny_model):
     assert all(p.dtype == torch.float32 for p in mixed.model.parameters() if p.requires_grad)  # fp32 trained weights
 
 
-def test_bf16_autocast_over_bf16_weights_is_off(tiny_model):
-    backend, _ = _build(tiny_model, dtype="bfloat16", autocast="bfloat16")
-    assert backend.autocast_dtype is None  # GPU default (bf16 weights): the CUDA fast decode path stays on
+@pytest.mark.parametrize("lora_rank", [0, 4])
+@pytest.mark.parametrize("autocast", ["none", "bfloat16"])
+def test_bf16_weights_keep_the_fast_decode_path(tiny_model, monkeypatch, lora_rank, autocast):
+    """bf16 weights (the GPU default): autocast is on only to compute a LoRA run's fp32 adapters in bf16
+    (full fine-tuning: off); the fast decode path, which computes in the weights' dtype, stays on."""
+    monkeypatch.setenv("RETRAIN_FAST_DECODE", "1")  # on a CPU only when asked
+    backend, engine = _build(tiny_model, lora_rank=lora_rank, dtype="bfloat16", autocast=autocast)
+    assert backend.autocast_dtype == (torch.bfloat16 if lora_rank else None)
+    engine.generate(_prompts(backend.tokenizer), SamplingParams(n=2, max_tokens=4, seed=1))
+    assert getattr(engine, "_fast_decoder", None) is not None
 
 
 @pytest.mark.parametrize("lora_rank", [0, 4])

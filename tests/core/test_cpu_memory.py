@@ -105,6 +105,47 @@ def test_frozen_base_in_bf16_gives_the_fp32_weights_numbers_under_autocast(tiny_
     assert {w.dtype for w in weights.values()} == {torch.float32}
 
 
+def test_adapter_inputs_uncast_under_autocast_give_the_cast_numbers(tiny_gqa_model):
+    """peft casts each adapter's input to fp32 and autocast casts it straight back to bf16: skipping that
+    round trip (what compute_context does) gives bit-identical logprobs and gradients."""
+    from retrain.backends import frozen
+
+    backend, engine = _build(tiny_gqa_model, autocast="bfloat16")
+    prompts = _prompts(backend.tokenizer)
+    r = _rollouts(prompts, _sample(engine, prompts), 4)
+    lp_uncast, g_uncast = _logprobs_and_grads(backend, r)
+    real = frozen.adapter_inputs_uncast
+    try:
+        import contextlib
+
+        import retrain.backends.local as local
+        local.adapter_inputs_uncast = lambda model: contextlib.nullcontext()  # peft's own cast, as before
+        lp_cast, g_cast = _logprobs_and_grads(backend, r)
+    finally:
+        local.adapter_inputs_uncast = real
+    assert torch.equal(lp_uncast, lp_cast)
+    assert g_uncast.keys() == g_cast.keys() and all(torch.equal(g_uncast[n], g_cast[n]) for n in g_uncast)
+
+
+def test_bf16_weights_compute_the_fp32_adapters_in_bf16(tiny_gqa_model):
+    """bf16 weights (the GPU default): the adapters keep fp32 weights and gradients (AdamW's precision) but
+    their matmuls get bf16 inputs, not fp32 copies of the activations; the pytorch engine still samples."""
+    backend, engine = _build(tiny_gqa_model, dtype="bfloat16")
+    assert backend.autocast_dtype == torch.bfloat16
+    seen = []
+    lora_a = next(m for n, m in backend.model.named_modules() if n.endswith("q_proj.lora_A.default"))
+    lora_a.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    prompts = _prompts(backend.tokenizer)
+    r = _rollouts(prompts, _sample(engine, prompts), 4)
+    seen.clear()
+    lp, grads = _logprobs_and_grads(backend, r)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert grads and all(g.dtype == torch.float32 for g in grads.values())
+    assert all(p.dtype == torch.float32 for p in backend.model.parameters() if p.requires_grad)
+    assert torch.isfinite(lp).all() and (lp <= 0).all()
+    assert all(m.cast_input_dtype_enabled for m in backend.model.modules() if hasattr(m, "cast_input_dtype_enabled"))
+
+
 def _prefilled(model, prompts, extra, repeats, autocast):
     from retrain.backends.logprobs import cache_argument, prefill_prompts
     from retrain.engines.kv_room import reserve_room

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.backends.attention import use_grouped_attention
 from retrain.backends.compiled import CompiledDecoder, wants_compile
-from retrain.backends.frozen import restore_frozen_base, store_frozen_base
+from retrain.backends.frozen import adapter_inputs_uncast, restore_frozen_base, store_frozen_base
 from retrain.backends.micro_batch import auto_rows
 from retrain.errors import ConfigError
 from retrain.train.loss import aggregation, mismatch_metrics, policy_loss, truncated_is_weight
@@ -215,6 +215,8 @@ class LocalBackend:
             model = get_peft_model(model, lcfg)
             if self.autocast_dtype is not None and rank_device(devices) is None:
                 store_frozen_base(model, self.autocast_dtype)  # the bf16 autocast would cast them to anyway
+            elif self.dtype in (torch.bfloat16, torch.float16) and rank_device(devices) is None:
+                self.autocast_dtype = self.dtype  # fp32 adapters computed in bf16: backends/frozen.py
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if self.lora:
@@ -250,14 +252,19 @@ class LocalBackend:
                            getattr(model.config, "_attn_implementation", None) or "default")
 
     def compute_context(self) -> Any:
-        """``torch.autocast`` for ``[backend] autocast`` (forward passes of trainer and engine), else a no-op."""
+        """``torch.autocast`` for ``[backend] autocast`` (forward passes of trainer and engine), else a no-op.
+        A LoRA run with bf16 (fp16) weights always has it: its fp32 adapters compute in bf16 (backends/frozen.py)."""
         import contextlib
 
         import torch
 
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype)
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype))
+        if self.lora:
+            stack.enter_context(adapter_inputs_uncast(self.model))  # autocast computes the adapters in bf16
+        return stack
 
     # -- logprobs -------------------------------------------------------------------------------
     def logprobs(self, rollouts: Rollouts, rows: slice | None = None, with_entropy: bool = False,

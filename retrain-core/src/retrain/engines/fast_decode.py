@@ -97,12 +97,13 @@ class FastDecoder:
         self._gen: Any = None  # CPU: a seeded generator; CUDA: the default generator (graph-safe)
         if compile is None:  # fusing the elementwise kernels pays where launches dominate: CUDA decode
             compile = self.use_graphs and os.environ.get("RETRAIN_FAST_DECODE_COMPILE", "1") != "0"
-        self._compiled: tuple[Any, Any] | None = None
+        self._compiled: tuple[Any, Any, Any] | None = None
         if compile:
             import torch
 
             self._compiled = (torch.compile(self._attn_in, dynamic=True, fullgraph=True),
-                              torch.compile(self._attn_out_mlp, dynamic=True, fullgraph=True))
+                              torch.compile(self._attn_out_mlp, dynamic=True, fullgraph=True),
+                              torch.compile(self._draw, dynamic=True, fullgraph=True))
         self.sync(model)
 
     # -- weights --------------------------------------------------------------------------------
@@ -211,7 +212,7 @@ class FastDecoder:
         n, length = ids.shape
         h_, kv, d = self.heads, self.kv_heads, self.head_dim
         rep = h_ // kv
-        attn_in, attn_out = (self._compiled if fused and self._compiled else (self._attn_in, self._attn_out_mlp))
+        attn_in, attn_out = (self._compiled[:2] if fused and self._compiled else (self._attn_in, self._attn_out_mlp))
         cos, sin = self._rope(pos)  # [N, 1, L, D]
         # grouped-query attention without repeating K/V: the rep query heads of one KV head
         # become rep * L query rows against that head
@@ -227,32 +228,48 @@ class FastDecoder:
             x = attn_out(x, o, lw["wo"], lw["ln2"], lw["wgu"], lw["wd"])
         return self._rms(x, w["norm"])  # [N, L, hidden]
 
+    @staticmethod
+    def _draw(logits: torch.Tensor, race: torch.Tensor | None, ban: torch.Tensor, inv_temp: torch.Tensor,
+              top_p: torch.Tensor, use_top_p: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(token [N], its logprob [N], entropy [N]) from ``logits [N, V]`` at ``1 / inv_temp``; ``race [N, V]``:
+        Exp(1) draws (None: greedy); ``ban [V]``: tokens not to draw. Pure (compiled on CUDA: a few fused
+        reductions over V instead of a dozen passes over an fp32 [N, V] tensor)."""
+        import torch
+
+        z = logits.float() * inv_temp  # [N, V]
+        top = z.amax(-1, keepdim=True)  # [N, 1]
+        e = (z - top).exp()  # [N, V]
+        total = e.sum(-1)  # [N]
+        lse = top[:, 0] + total.log()  # [N]
+        entropy = lse - (e * z).sum(-1) / total  # [N]: H = lse - E_p[z]
+        score = z.masked_fill(ban, float("-inf"))  # [N, V]
+        if use_top_p:
+            sorted_z, order = score.sort(dim=-1, descending=True)  # [N, V]
+            p_sorted = (sorted_z - lse[:, None]).exp()
+            before = p_sorted.cumsum(-1) - p_sorted  # mass strictly before each token
+            drop = (before > top_p).scatter(-1, order, before > top_p)  # [N, V] back in vocab order
+            score = score.masked_fill(drop, float("-inf"))
+        if race is not None:
+            score = score - race.clamp(min=1e-30).log()  # argmax p / E: an exact draw
+        tok = score.argmax(-1)  # [N]
+        return tok, z.gather(-1, tok[:, None])[:, 0] - lse, entropy
+
     def _sample_into(self, s: _Session, hidden: torch.Tensor, col: torch.Tensor, greedy: bool, use_top_p: bool,
-                     want_entropy: bool, stop_mask: torch.Tensor) -> None:
+                     want_entropy: bool, stop_mask: torch.Tensor, fused: bool = False) -> None:
         """Draw token ``col`` for every row from ``hidden [N, hidden]``; write token, logprob, entropy."""
         import torch
         import torch.nn.functional as F
 
         w = self.w
         assert w is not None
-        logits = F.linear(hidden, w["head"]).float()  # [N, V]
-        scaled = logits if greedy else logits * s.inv_temp
-        logp = torch.log_softmax(scaled, dim=-1)  # [N, V]
-        score = logp.masked_fill(stop_mask & (col < s.min_tokens), float("-inf"))  # [N, V]
-        if greedy:
-            tok = score.argmax(-1)  # [N]
-        else:
-            if use_top_p:
-                sorted_lp, order = score.sort(dim=-1, descending=True)  # [N, V]
-                before = sorted_lp.exp().cumsum(-1) - sorted_lp.exp()  # mass strictly before each token
-                drop = (before > s.top_p).scatter(-1, order, before > s.top_p)  # [N, V] back in vocab order
-                score = score.masked_fill(drop, float("-inf"))
-            race = torch.empty_like(score).exponential_(generator=self._gen).clamp_(min=1e-30)  # [N, V]
-            tok = (score - race.log()).argmax(-1)  # [N]: argmax p / E
+        logits = F.linear(hidden, w["head"])  # [N, V]
+        race = None if greedy else torch.empty(logits.shape, dtype=torch.float32, device=logits.device).exponential_(
+            generator=self._gen)  # [N, V]
+        draw = self._compiled[2] if fused and self._compiled else self._draw
+        tok, lp, ent = draw(logits, race, stop_mask & (col < s.min_tokens), s.inv_temp, s.top_p, use_top_p)
         s.tokens.index_copy_(1, col, tok[:, None])
-        s.logprobs.index_copy_(1, col, logp.gather(-1, tok[:, None]))
+        s.logprobs.index_copy_(1, col, lp[:, None])
         if want_entropy:
-            ent = -(logp.exp() * logp.clamp(min=-1e30)).sum(-1)  # [N]
             s.entropy.index_copy_(1, col, ent[:, None])
 
     def _decode_step(self, s: _Session, mode: tuple[bool, bool, bool], stop_mask: torch.Tensor) -> None:
@@ -263,7 +280,7 @@ class FastDecoder:
         slot = col + s.p  # [1]
         mask = ((s.slots >= s.start[:, None]) & (s.slots <= slot))[:, None, None]  # [N, 1, 1, S]
         hidden = self._forward(tok_in, pos, s.k, s.v, slot, mask, fused=True)[:, 0]  # [N, hidden]
-        self._sample_into(s, hidden, col + 1, *mode, stop_mask)
+        self._sample_into(s, hidden, col + 1, *mode, stop_mask, fused=True)
         s.step.add_(1)
 
     # -- the public call ------------------------------------------------------------------------

@@ -204,22 +204,24 @@ class PytorchEngine:
         was_training = model.training
         model.eval()
         compute = getattr(self.backend, "compute_context", contextlib.nullcontext)  # [backend] autocast
-        autocast = getattr(self.backend, "autocast_dtype", None) is not None
+        mixed = getattr(self.backend, "autocast_dtype", None)
+        autocast = mixed not in (None, getattr(self.backend, "dtype", None))  # matmuls below the weights' dtype
         on_stream = contextlib.nullcontext()
         if self._stream is not None:  # start after the last sync's snapshot copy (queued on the trainer's stream)
             self._stream.wait_stream(torch.cuda.current_stream(self._stream.device))
             on_stream = torch.cuda.stream(self._stream)
         try:
-            with torch.no_grad(), compute(), on_stream:
+            with torch.no_grad(), on_stream:
                 # CUDA fast path (merged LoRA, static KV cache, CUDA graphs): retrain/engines/fast_decode.py.
                 # It computes in the weights' dtype, so autocast runs take the plain path below instead.
                 d = None if autocast else generate_fast(self, model, prompt_ids, params, stop_token_ids(tok, model),
                                                         tok.pad_token_id)
                 if d is None:
-                    d = decode(model, rows, max_tokens=params.max_tokens, temperature=params.temperature,
-                               top_p=params.top_p, seed=params.seed, eos_ids=stop_token_ids(tok, model),
-                               pad_id=tok.pad_token_id, greedy=params.temperature <= 0, row_ids=row_ids,
-                               group_size=params.n, min_tokens=getattr(params, "min_tokens", 0))
+                    with compute():
+                        d = decode(model, rows, max_tokens=params.max_tokens, temperature=params.temperature,
+                                   top_p=params.top_p, seed=params.seed, eos_ids=stop_token_ids(tok, model),
+                                   pad_id=tok.pad_token_id, greedy=params.temperature <= 0, row_ids=row_ids,
+                                   group_size=params.n, min_tokens=getattr(params, "min_tokens", 0))
         finally:
             model.train(was_training)
         texts = tok.batch_decode(d.tokens, skip_special_tokens=True)
