@@ -108,17 +108,16 @@ def test_frozen_base_in_bf16_gives_the_fp32_weights_numbers_under_autocast(tiny_
 def test_adapter_inputs_uncast_under_autocast_give_the_cast_numbers(tiny_gqa_model):
     """peft casts each adapter's input to fp32 and autocast casts it straight back to bf16: skipping that
     round trip (what compute_context does) gives bit-identical logprobs and gradients."""
-    from retrain.backends import frozen
+    import contextlib
+
+    import retrain.backends.local as local
 
     backend, engine = _build(tiny_gqa_model, autocast="bfloat16")
     prompts = _prompts(backend.tokenizer)
     r = _rollouts(prompts, _sample(engine, prompts), 4)
     lp_uncast, g_uncast = _logprobs_and_grads(backend, r)
-    real = frozen.adapter_inputs_uncast
+    real = local.adapter_inputs_uncast
     try:
-        import contextlib
-
-        import retrain.backends.local as local
         local.adapter_inputs_uncast = lambda model: contextlib.nullcontext()  # peft's own cast, as before
         lp_cast, g_cast = _logprobs_and_grads(backend, r)
     finally:

@@ -10,8 +10,9 @@ is not counted in the timed steps (the profiler slows the host).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROWS = 40  #: rows of each table
 

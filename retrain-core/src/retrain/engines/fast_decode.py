@@ -234,8 +234,6 @@ class FastDecoder:
         """(token [N], its logprob [N], entropy [N]) from ``logits [N, V]`` at ``1 / inv_temp``; ``race [N, V]``:
         Exp(1) draws (None: greedy); ``ban [V]``: tokens not to draw. Pure (compiled on CUDA: a few fused
         reductions over V instead of a dozen passes over an fp32 [N, V] tensor)."""
-        import torch
-
         z = logits.float() * inv_temp  # [N, V]
         top = z.amax(-1, keepdim=True)  # [N, 1]
         e = (z - top).exp()  # [N, V]
