@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from retrain.backends.micro_batch import BUDGET_FRACTION, activation_bytes_per_token, rows_that_fit
+from retrain.backends.micro_batch import BUDGET_FRACTION, activation_bytes_per_token, even_slices, rows_that_fit
 
 QWEN_05B = SimpleNamespace(num_hidden_layers=24, hidden_size=896, intermediate_size=4864)
 SMOLLM2_135M = SimpleNamespace(num_hidden_layers=30, hidden_size=576, intermediate_size=1536)
@@ -39,10 +39,20 @@ def test_at_least_one_row_and_no_estimate_means_the_whole_batch():
     assert rows_that_fit(64, 100, 0, 1e9) == 64
 
 
+def test_auto_rows_are_split_evenly():
+    """128 rows that fit 25 at a time: 6 micro-batches of 21-22 rows (not 5 x 25 + 3), covering every row once."""
+    sizes = [s.stop - s.start for s in even_slices(128, 25)]
+    assert sizes == [21, 21, 22, 21, 21, 22]
+    assert [s.stop - s.start for s in even_slices(8, 3)] == [2, 3, 3]
+    assert even_slices(7, 100) == [slice(0, 7)] and len(even_slices(5, 1)) == 5
+    cover = [i for s in even_slices(128, 25) for i in range(s.start, s.stop)]
+    assert cover == list(range(128))
+
+
 def test_the_backend_sizes_its_micro_batches_from_the_estimate_each_step(tiny_model, monkeypatch):
     """The GPU branch of ``LocalBackend._train_step`` run on the CPU: the device's available memory is the one
-    stand-in (``available_bytes`` reads CUDA). Room for exactly 3 rows of this batch's width gives 3-row
-    micro-batches and the same step as one whole batch, up to float summation order."""
+    stand-in (``available_bytes`` reads CUDA). Room for exactly 3 rows of this batch's width gives micro-batches
+    of 2, 3 and 3 rows (at most 3) and the same step as one whole batch, up to float summation order."""
     import torch
 
     from retrain.backends import micro_batch

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from retrain.backends.attention import use_grouped_attention
 from retrain.backends.compiled import CompiledDecoder, wants_compile
 from retrain.backends.frozen import adapter_inputs_uncast, restore_frozen_base, store_frozen_base
-from retrain.backends.micro_batch import auto_rows
+from retrain.backends.micro_batch import auto_rows, even_slices
 from retrain.errors import ConfigError
 from retrain.train.loss import aggregation, mismatch_metrics, policy_loss, truncated_is_weight
 
@@ -332,9 +332,11 @@ class LocalBackend:
         if self.micro_batch_auto:  # the whole batch if its activations fit, else fewer rows (backends/micro_batch.py)
             width = max(len(p) for p in rollouts.prompt_ids) + rollouts.mask.shape[1]
             mb = auto_rows(self.model, n, width, (self.autocast_dtype or self.dtype).itemsize, self.device)
+        slices = even_slices(n, mb) if self.micro_batch_auto else [slice(s, min(n, s + mb)) for s in range(0, n, mb)]
+        mb = max(r.stop - r.start for r in slices)
         mask_all = rollouts.mask.to(self.device)  # [N, T]
         denom = float(mask_all.sum().clamp(min=1.0))
-        step_rows, step_micro_batches = float(n), float(-(-n // mb))
+        step_rows, step_micro_batches = float(n), float(len(slices))
         if self.dist is not None:  # the whole step, all ranks
             denom = max(1.0, self.dist.global_tokens(float(mask_all.sum())))
             if a.loss_agg != "token_mean":
@@ -352,8 +354,7 @@ class LocalBackend:
 
             with self.compute_context():
                 prefix = SharedPrefix.of(self.model, rollouts.prompt_ids, decoder=decoder)
-        for s in range(0, n, mb):
-            rows = slice(s, min(n, s + mb))
+        for rows in slices:
             mask = mask_all[rows]
             lp, _ = self.logprobs(rollouts, rows, prefix=prefix, decoder=decoder)  # [n, T]
             engine_lp = engine_lp_all[rows]  # [n, T]

@@ -17,6 +17,11 @@ measured later: the first micro-batch size that "auto" chose on a GPU):
 | Qwen2.5-0.5B shape, 25 x 1,152 (rows chosen by "auto") | 28,800 | 58.3 GiB | 62.5 GiB (H100) |
 | SmolLM2-135M, 128 x ~49 (shared prompt prefix run once) | ~6,300 | 6.9 GiB | 7.2 GiB (H100) |
 
+The rows are then split evenly: 128 rows that fit 25 at a time run as 6 micro-batches of 21-22
+rows, not 5 of 25 and one of 3 (same number of micro-batches, a lower peak). A fixed
+``micro_batch_size`` keeps its plain split (``micro_token_mean`` averages per micro-batch, so the
+split is part of what the config means).
+
 It is applied with a margin. The budget is 80% of the memory the device can still give (free,
 plus what torch's allocator holds unused). Rows are counted at their full prompt plus completion
 width, which is larger than what the shared-prefix forward trains.
@@ -59,3 +64,10 @@ def auto_rows(model: Any, rows: int, row_tokens: int, element_size: int, device:
     config = getattr(model, "config", None)
     per_token = activation_bytes_per_token(config, element_size)
     return rows_that_fit(rows, row_tokens, per_token, BUDGET_FRACTION * available_bytes(device))
+
+
+def even_slices(rows: int, most: int) -> list[slice]:
+    """``rows`` in as few micro-batches of at most ``most`` rows as possible, their sizes differing by at most one."""
+    k = -(-rows // max(1, most))
+    bounds = [rows * i // k for i in range(k + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
