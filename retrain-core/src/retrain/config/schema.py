@@ -38,7 +38,8 @@ class BackendConfig:
                      ("auto", "float32", "bfloat16", "float16"))
     autocast: str = opt("none", "Mixed precision over the weights' dtype: bfloat16 runs matmuls in bf16 "
                                "(torch.autocast; trainer and pytorch engine), ~3x faster matmuls on CPUs with "
-                               "AVX512-BF16 or AMX; none = off.", ("none", "bfloat16"))
+                               "AVX512-BF16 or AMX; none = off. LoRA with bf16 weights (the GPU default) always "
+                               "computes its fp32 adapters in bf16 this way.", ("none", "bfloat16"))
     gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.")
     logprob_chunk: int = opt(1024, "Tokens per chunk when computing log-softmax (never a full [N, T, V] fp32 tensor).", ge=1)
     micro_batch_size: int | Literal["auto"] = opt(
