@@ -166,3 +166,24 @@ def test_engine_hook_cpu_off_by_default_and_resyncs_on_new_version(monkeypatch):
     moved = generate_fast(engine, model, PROMPTS, params, {1}, 0)
     lp, _, _ = trainer_logprobs(model, PROMPTS, 2, moved.tokens, 1.0)
     assert torch.allclose(torch.tensor(moved.logprobs), lp, atol=1e-4)
+
+
+def test_compiled_draw_equals_the_eager_one():
+    """The decode step's sampler is compiled on CUDA (``FastDecoder._draw``, one pure function); inductor on this
+    CPU must give the eager tokens, logprobs and entropies for sampled, top-p, banned-token and greedy draws."""
+    torch.manual_seed(0)
+    logits = (torch.randn(6, 97) * 3).to(torch.bfloat16)  # [N, V]
+    race = torch.empty(6, 97).exponential_()  # [N, V]
+    ban = torch.zeros(97, dtype=torch.bool)
+    ban[logits.float().argmax(-1)] = True  # the likeliest tokens may not be drawn
+    inv_temp, top_p = torch.tensor([1 / 0.7]), torch.tensor([0.8])
+    compiled = torch.compile(FastDecoder._draw, dynamic=True, fullgraph=True)
+    for r, use_top_p in ((race, False), (race, True), (None, False)):
+        eager = FastDecoder._draw(logits, r, ban, inv_temp, top_p, use_top_p)
+        fused = compiled(logits, r, ban, inv_temp, top_p, use_top_p)
+        assert torch.equal(eager[0], fused[0]) and not ban[eager[0]].any()
+        assert torch.allclose(eager[1], fused[1], atol=1e-5) and torch.allclose(eager[2], fused[2], atol=1e-5)
+    logp = torch.log_softmax(logits.float() * inv_temp, -1)  # [N, V]
+    tok, lp, ent = FastDecoder._draw(logits, race, ban, inv_temp, top_p, False)
+    assert torch.allclose(lp, logp.gather(-1, tok[:, None])[:, 0], atol=1e-5)  # of the full tempered distribution
+    assert torch.allclose(ent, -(logp.exp() * logp).sum(-1), atol=1e-5)
