@@ -22,7 +22,7 @@ from retrain.backends.compiled import CompiledDecoder, wants_compile
 from retrain.backends.frozen import adapter_inputs_uncast, restore_frozen_base, store_frozen_base
 from retrain.backends.micro_batch import auto_rows, even_slices
 from retrain.errors import ConfigError
-from retrain.train.loss import aggregation, mismatch_metrics, policy_loss, truncated_is_weight
+from retrain.train.loss import aggregation, mismatch_sums, policy_loss, truncated_is_weight
 
 if TYPE_CHECKING:
     import torch
@@ -347,7 +347,7 @@ class LocalBackend:
         want_ref = a.kl_coef > 0
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        tot = {"policy": 0.0, "kl": 0.0, "clip": 0.0, "mm_kl": 0.0, "mm_abs": 0.0, "ratio": 0.0, "objective": 0.0}
+        sums_mb: list[torch.Tensor] = []  # per micro-batch: the sums of the step's metrics (below)
         prefix = None
         if mb < n and self.dist is None:  # micro-batches share one forward of the prompts' common prefix
             from retrain.backends.logprobs import SharedPrefix
@@ -367,21 +367,18 @@ class LocalBackend:
                                                max_tokens=t.max_tokens, step_micro_batches=step_micro_batches)
             loss, sums = policy_loss(lp, old, adv_all[rows], mask, kind=a.loss, eps_low=a.clip_eps_low,
                                      eps_high=a.clip_eps_high, denom=agg_denom, is_weight=w, ref_logprobs=ref,
-                                     kl_coef=a.kl_coef, kl_estimator=a.kl_estimator, row_scale=row_scale)
+                                     kl_coef=a.kl_coef, kl_estimator=a.kl_estimator, row_scale=row_scale,
+                                     on_device=True)
             if self.dist is not None:  # FSDP2: reduce gradients over ranks once, after the last micro-batch
                 self.dist.before_backward(last=rows.stop >= n)
             loss.backward()
-            mm = mismatch_metrics(lp, engine_lp, mask)
-            k = float(mask.sum())
-            tot["policy"] += sums.policy
-            tot["kl"] += sums.kl_ref
-            tot["clip"] += sums.clipped
-            tot["ratio"] += sums.ratio
-            tot["objective"] += sums.objective
-            tot["mm_kl"] += mm["mismatch/kl"] * k
-            tot["mm_abs"] += mm["mismatch/abs_logprob_delta"] * k
+            mm_kl, mm_abs = mismatch_sums(lp, engine_lp, mask)
+            sums_mb.append(torch.stack([sums.policy, sums.kl_ref, sums.clipped, sums.ratio, sums.objective,
+                                        mm_kl, mm_abs]))  # [7] on the device: no synchronisation per micro-batch
         if prefix is not None:
             prefix.backward()  # the micro-batches' summed gradient through the one prefix forward
+        tot = dict(zip(("policy", "kl", "clip", "ratio", "objective", "mm_kl", "mm_abs"),
+                       torch.stack(sums_mb).sum(0).tolist(), strict=True))
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.dist is not None:
             self.dist.reduce_gradients(params)  # LoRA replicated: one all-reduce; FSDP2: already reduced

@@ -80,9 +80,11 @@ def policy_loss(
     kl_coef: float = 0.0,
     kl_estimator: str = "k3",
     row_scale: torch.Tensor | None = None,  # [N] per-row weight before / denom (seq_mean_token_mean)
+    on_device: bool = False,
 ) -> tuple[torch.Tensor, LossSums]:
     """Policy loss sum_it(l_it * row_scale_i) / denom (+ optional KL to a reference, aggregated the
-    same way); returns (loss, sums for metrics). Defaults: token mean over ``mask``, k3."""
+    same way); returns (loss, sums for metrics). Defaults: token mean over ``mask``, k3.
+    ``on_device``: the sums stay 0-dim tensors (no host synchronisation per micro-batch)."""
     import torch
 
     if kind not in LOSSES:
@@ -125,20 +127,17 @@ def policy_loss(
     policy_tokens = per_token * mask  # [N, T]
     policy = (policy_tokens * scale).sum() / denom if row_scale is not None else policy_tokens.sum() / denom
     loss = policy
-    kl_sum = 0.0
+    kl_sum = mask.new_zeros(())
     if ref_logprobs is not None:
         kl = kl_penalty(logprobs, ref_logprobs.detach().to(logprobs.dtype), mask, kl_estimator)  # [N, T]
-        kl_sum = float(kl.detach().sum())
+        kl_sum = kl.detach().sum()
         if kl_coef:
             loss = loss + kl_coef * ((kl * scale).sum() if row_scale is not None else kl.sum()) / denom
-    sums = LossSums(
-        policy=float(policy_tokens.detach().sum()),
-        kl_ref=kl_sum,
-        objective=float(loss.detach()),
-        clipped=float((clip_hits.to(mask.dtype) * mask).sum()),
-        ratio=float((ratio.detach() * mask).sum()),
-    )
-    return loss, sums
+    values = (policy_tokens.detach().sum(), kl_sum, loss.detach(), (clip_hits.to(mask.dtype) * mask).sum(),
+              (ratio.detach() * mask).sum())
+    if not on_device:
+        values = tuple(torch.stack(values).tolist())  # one synchronisation
+    return loss, LossSums(*values)
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor,
@@ -183,10 +182,16 @@ def truncated_is_weight(trainer_logprobs: torch.Tensor, engine_logprobs: torch.T
 def mismatch_metrics(trainer_logprobs: torch.Tensor, engine_logprobs: torch.Tensor,
                      mask: torch.Tensor) -> dict[str, float]:
     """Engine-vs-trainer gap on the sampled tokens: k3 KL(engine || trainer) and mean |delta|."""
+    tokens = mask.to(trainer_logprobs.dtype).sum().clamp(min=1.0)
+    kl, delta = (mismatch_sums(trainer_logprobs, engine_logprobs, mask) / tokens).tolist()
+    return {"mismatch/kl": kl, "mismatch/abs_logprob_delta": delta}
+
+
+def mismatch_sums(trainer_logprobs: torch.Tensor, engine_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[2] on the device: sums over ``mask`` of k3 KL(engine || trainer) and of |delta| (``mismatch_metrics`` x tokens)."""
     import torch
 
     mask = mask.to(trainer_logprobs.dtype)
-    n = mask.sum().clamp(min=1.0)
     d = (trainer_logprobs.detach() - engine_logprobs.detach().to(trainer_logprobs.dtype)) * mask  # [N, T]
     k3 = (torch.exp(d) - d - 1.0) * mask  # [N, T]
-    return {"mismatch/kl": float(k3.sum() / n), "mismatch/abs_logprob_delta": float(d.abs().sum() / n)}
+    return torch.stack([k3.sum(), d.abs().sum()])
