@@ -80,7 +80,7 @@ def _chunk_stats(hidden: torch.Tensor, targets: torch.Tensor, head: Any, inv_tem
     logits = head(hidden)  # [C, V]
     if inv_temp != 1.0:
         logits = logits.float().mul_(inv_temp)  # [C, V] fp32
-    logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # [C, V]: bf16 logits cast inside the kernel
+    logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # [C, V] fp32 (a bf16 input is cast first)
     lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [C]
     if with_entropy:
         ent = -(logp.exp() * logp).sum(-1).detach()  # [C]
