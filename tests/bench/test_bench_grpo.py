@@ -56,7 +56,7 @@ def test_bench_max_staleness_1_trains_each_batch_one_version_behind(tmp_path, ca
 def test_bench_contend_gil_and_micro_batch_auto_are_recorded(tmp_path):
     """``--contend gil`` runs a pure-Python thread beside each training step and stops it after; ``--micro-batch
     auto`` is ``[backend] micro_batch_size = "auto"``, whose rows per micro-batch each step records (on a CPU:
-    16 rows, the CPU's auto size, though this batch has only 4)."""
+    the CPU's auto size, 16 rows, so this batch's 4 rows in one micro-batch)."""
     import threading
 
     from retrain.bench.grpo import main
@@ -66,7 +66,7 @@ def test_bench_contend_gil_and_micro_batch_auto_are_recorded(tmp_path):
                 "--model-dir", str(tmp_path / "model")])
     r = res["retrain"]
     assert r["contend"] == "gil" and r["micro_batch"] == "auto"
-    assert r["micro_batch_rows"] == [16.0, 16.0]  # warm-up and timed step
+    assert r["micro_batch_rows"] == [4.0, 4.0]  # warm-up and timed step
     assert not [t for t in threading.enumerate() if t.name.startswith("contend")]  # each step's thread is gone
 
 
