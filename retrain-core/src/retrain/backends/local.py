@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.backends.attention import use_grouped_attention
 from retrain.backends.compiled import CompiledDecoder, wants_compile
-from retrain.backends.frozen import adapter_inputs_uncast, restore_frozen_base, store_frozen_base
+from retrain.backends.frozen import adapter_inputs_uncast, lora_layers, restore_frozen_base, store_frozen_base
 from retrain.backends.micro_batch import auto_rows, even_slices
 from retrain.errors import ConfigError
 from retrain.train.loss import aggregation, mismatch_sums, policy_loss, truncated_is_weight
@@ -222,6 +222,7 @@ class LocalBackend:
             if self.lora:
                 model.enable_input_require_grads()
         self.model = model
+        self.adapter_layers = lora_layers(model) if self.lora else []  # found once: compute_context runs per forward
         self.reference = None  # full fine-tuning with a KL penalty keeps a frozen copy of the base
         a = cfg.algorithm
         if a.kl_coef > 0 and not self.lora:
@@ -262,8 +263,8 @@ class LocalBackend:
             return contextlib.nullcontext()
         stack = contextlib.ExitStack()
         stack.enter_context(torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype))
-        if self.lora:
-            stack.enter_context(adapter_inputs_uncast(self.model))  # autocast computes the adapters in bf16
+        if self.adapter_layers:
+            stack.enter_context(adapter_inputs_uncast(self.adapter_layers))  # autocast computes the adapters in bf16
         return stack
 
     # -- logprobs -------------------------------------------------------------------------------

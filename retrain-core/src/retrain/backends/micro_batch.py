@@ -69,5 +69,4 @@ def auto_rows(model: Any, rows: int, row_tokens: int, element_size: int, device:
 def even_slices(rows: int, most: int) -> list[slice]:
     """``rows`` in as few micro-batches of at most ``most`` rows as possible, their sizes differing by at most one."""
     k = -(-rows // max(1, most))
-    bounds = [rows * i // k for i in range(k + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [slice(rows * i // k, rows * (i + 1) // k) for i in range(k)]
