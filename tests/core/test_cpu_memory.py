@@ -145,6 +145,81 @@ def test_bf16_weights_compute_the_fp32_adapters_in_bf16(tiny_gqa_model):
     assert all(m.cast_input_dtype_enabled for m in backend.model.modules() if hasattr(m, "cast_input_dtype_enabled"))
 
 
+def _random_adapters(backend, seed=1):
+    """Nonzero B (a fresh adapter's B is zero, which would hide any error in how B(A(x)) is added)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in backend.model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+
+
+class _CountAddmm(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += func is torch.ops.aten.addmm.default
+        return func(*args, **(kwargs or {}))
+
+
+def test_fused_adapters_give_peft_numbers_in_fp32(tiny_gqa_model):
+    """adapters_fused computes scaling * B(A(x)) + base inside one addmm per adapted projection: in fp32
+    the logprobs and every gradient are peft's to rounding; outside the context peft's own variant-free
+    forward is back."""
+    from retrain.backends.frozen import _AddmmLoRA, adapters_fused
+
+    backend, engine = _build(tiny_gqa_model)
+    assert backend.autocast_dtype is None  # fp32 on CPU: compute_context is a no-op, the context is entered here
+    _random_adapters(backend)
+    prompts = _prompts(backend.tokenizer)
+    r = _rollouts(prompts, _sample(engine, prompts), 4)
+    layers = backend.adapter_layers
+    with _CountAddmm() as plain_count:
+        lp_peft, g_peft = _logprobs_and_grads(backend, r)
+    with adapters_fused(layers), _CountAddmm() as fused_count:
+        assert all(m.lora_variant.get("default") is _AddmmLoRA for m in layers)
+        lp_fused, g_fused = _logprobs_and_grads(backend, r)
+    assert fused_count.n - plain_count.n >= len(layers)  # the adapters ran as addmm (at least one forward each)
+    assert all(not m.lora_variant for m in layers)
+    torch.testing.assert_close(lp_fused, lp_peft, rtol=1e-5, atol=1e-5)
+    assert g_fused.keys() == g_peft.keys() and any("lora_A" in n for n in g_peft)
+    for n in g_peft:
+        torch.testing.assert_close(g_fused[n], g_peft[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_fused_adapters_under_bf16_autocast_are_as_close_to_fp32_as_peft(tiny_gqa_model):
+    """The real path (compute_context under bf16 autocast): fused against peft's mul-and-add (which rounds to
+    bf16 twice more), both measured against the same adapters in fp32. Here bf16 alone puts either about 10%
+    off the fp32 gradients (large random B, a random tiny model); the fused path must not add to that."""
+    import contextlib
+
+    import retrain.backends.local as local
+
+    reference, engine = _build(tiny_gqa_model)  # fp32, no autocast
+    _random_adapters(reference)
+    prompts = _prompts(reference.tokenizer)
+    r = _rollouts(prompts, _sample(engine, prompts), 4)
+    lp_ref, g_ref = _logprobs_and_grads(reference, r)
+    backend, _ = _build(tiny_gqa_model, autocast="bfloat16")
+    _random_adapters(backend)
+    lp_fused, g_fused = _logprobs_and_grads(backend, r)
+    real = local.adapters_fused
+    try:
+        local.adapters_fused = lambda layers: contextlib.nullcontext()
+        lp_peft, g_peft = _logprobs_and_grads(backend, r)
+    finally:
+        local.adapters_fused = real
+    assert not torch.equal(lp_fused, lp_peft)  # the fused path ran: its roundings differ
+
+    def grad_error(g):  # mean relative error of the gradients against fp32
+        return sum(float((g[n] - g_ref[n]).norm() / g_ref[n].norm()) for n in g_ref) / len(g_ref)
+
+    assert (lp_fused - lp_ref).abs().max() <= 1.25 * (lp_peft - lp_ref).abs().max()
+    assert grad_error(g_fused) <= 1.25 * grad_error(g_peft) and grad_error(g_peft) < 0.2
+
+
 def _prefilled(model, prompts, extra, repeats, autocast):
     from retrain.backends.logprobs import cache_argument, prefill_prompts
     from retrain.engines.kv_room import reserve_room

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.backends.attention import use_grouped_attention
 from retrain.backends.compiled import CompiledDecoder, wants_compile
-from retrain.backends.frozen import adapter_inputs_uncast, lora_layers, restore_frozen_base, store_frozen_base
+from retrain.backends.frozen import adapter_inputs_uncast, adapters_fused, lora_layers, restore_frozen_base, store_frozen_base
 from retrain.backends.micro_batch import auto_rows, even_slices
 from retrain.errors import ConfigError
 from retrain.train.loss import aggregation, mismatch_sums, policy_loss, truncated_is_weight
@@ -265,6 +265,7 @@ class LocalBackend:
         stack.enter_context(torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype))
         if self.adapter_layers:
             stack.enter_context(adapter_inputs_uncast(self.adapter_layers))  # autocast computes the adapters in bf16
+            stack.enter_context(adapters_fused(self.adapter_layers))  # scaling * B(A(x)) added inside the B matmul
         return stack
 
     # -- logprobs -------------------------------------------------------------------------------
