@@ -19,6 +19,8 @@
 #   contend-gil    current, no peer, with a pure-Python thread beside each training step (GIL only)
 #   contend-gpu    current, no peer, with a bf16-matmul thread on its own CUDA stream beside it (GPU only)
 #   base           current, no peer, with the wheel in .whlbase (a baseline commit: before/after on one card)
+#   base-auto      current-auto with the wheel in .whlbase
+#   base-long-auto long-auto with the wheel in .whlbase
 #   profile        current, no peer, then one step profiled: $OUT/profile/profile-{generate,train}.txt
 #   profile-long   long with micro_batch_size = "auto", then one step profiled: $OUT/profile-long/
 # WORKLOADS picks and orders them (default: current async compile-async long long-async compile); the
@@ -49,6 +51,8 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
     contend-gil) bench contend-gil --steps 3 --contend gil ;;
     contend-gpu) bench contend-gpu --steps 3 --contend gpu ;;
     base) PYTHONPATH=/tmp/site-base:/tmp/site bench base --steps 3 ;;
+    base-auto) PYTHONPATH=/tmp/site-base:/tmp/site bench base-auto --steps 3 --micro-batch auto ;;
+    base-long-auto) PYTHONPATH=/tmp/site-base:/tmp/site bench base-long-auto --steps 2 --tokens 1024 --micro-batch auto ;;
     profile) bench profile --steps 1 --profile "$OUT/profile" ;;
     profile-long) bench profile-long --steps 1 --tokens 1024 --micro-batch auto --profile "$OUT/profile-long" ;;
     *) echo "unknown workload $w" ;;

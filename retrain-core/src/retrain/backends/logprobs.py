@@ -8,8 +8,9 @@ the same numbers come from the cheaper layout ``[common prefix][left padding][ow
 runs shared prompt tokens once (``prefill_prompts``; trainer and engine both use it).
 
 Logits are never materialised for all [N, T, V] at once: the final hidden states of the trained
-positions are projected through the LM head ``chunk`` rows at a time, in fp32, and (with grad) each
-chunk is recomputed in backward (activation checkpointing), so peak memory is O(chunk x V).
+positions are projected through the LM head ``chunk`` rows at a time, their logprobs taken in fp32
+without an fp32 copy of the logits (``target_logprob``), and (with grad) each chunk is recomputed in
+backward (activation checkpointing), so peak memory is O(chunk x V).
 """
 
 from __future__ import annotations
@@ -75,18 +76,10 @@ def causal_lm_parts(model: Any) -> tuple[Any, Any]:
 
 def _chunk_stats(hidden: torch.Tensor, targets: torch.Tensor, head: Any, inv_temp: float,
                  with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
+    from retrain.backends.target_logprob import target_logprob
 
-    logits = head(hidden)  # [C, V]
-    if inv_temp != 1.0:
-        logits = logits.float().mul_(inv_temp)  # [C, V] fp32
-    logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)  # [C, V] fp32 (a bf16 input is cast first)
-    lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [C]
-    if with_entropy:
-        ent = -(logp.exp() * logp).sum(-1).detach()  # [C]
-    else:
-        ent = lp.new_zeros(())
-    return lp, ent
+    lp, ent = target_logprob(head(hidden), targets, inv_temp, with_entropy)  # [C], [C] or None
+    return lp, ent if ent is not None else lp.new_zeros(())
 
 
 def token_stats(hidden: torch.Tensor, targets: torch.Tensor, head: Any, temperature: float, chunk: int,
