@@ -83,6 +83,20 @@ def test_sampled_logprobs_and_entropy_equal_the_trainers():
     assert len({tuple(x) for x in out.tokens[:4]}) > 1
 
 
+def test_long_completions_attend_a_growing_window_with_the_trainers_numbers():
+    """Decode step k attends to P + 64 * ceil(k / 64) slots, not the whole cache: past two window
+    boundaries (150 tokens) every logprob is still the trainer's, which sees every earlier token."""
+    model = tiny_qwen2()
+    dec = FastDecoder(model)
+    out = dec.generate(PROMPTS, n=2, max_tokens=150, temperature=1.0, seed=4)
+    s = next(iter(dec.sessions.values()))
+    assert (s.p, s.s) == (64, 214)
+    assert [s.width(k) for k in (1, 64, 65, 128, 129, 149)] == [128, 128, 192, 192, 214, 214]
+    lp, _, mask = trainer_logprobs(model, PROMPTS, 2, out.tokens, 1.0)
+    assert mask.sum() == 6 * 150
+    assert torch.allclose(torch.tensor(out.logprobs), lp, atol=1e-4)
+
+
 def test_seeded_and_top_p_limit():
     model = tiny_qwen2()
     dec = FastDecoder(model)
@@ -138,8 +152,8 @@ def test_llama_tiny_model(tiny_model):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_cuda_graph_matches_eager():
     model = tiny_qwen2().cuda()
-    eager = FastDecoder(model, use_graphs=False).generate(PROMPTS, n=2, max_tokens=16, temperature=0.0)
-    graph = FastDecoder(model, use_graphs=True).generate(PROMPTS, n=2, max_tokens=16, temperature=0.0)
+    eager = FastDecoder(model, use_graphs=False).generate(PROMPTS, n=2, max_tokens=150, temperature=0.0)
+    graph = FastDecoder(model, use_graphs=True).generate(PROMPTS, n=2, max_tokens=150, temperature=0.0)
     assert graph.tokens == eager.tokens
 
 

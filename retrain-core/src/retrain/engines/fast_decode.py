@@ -1,4 +1,4 @@
-"""Fast sampling for Llama-style decoders: merged LoRA, a static KV cache, one CUDA graph per decode step.
+"""Fast sampling for Llama-style decoders: merged LoRA, a static KV cache, CUDA graphs of the decode step.
 
 The ``pytorch`` engine calls this on CUDA (see :func:`supports`); the plain transformers path
 stays the reference, and CPU tests check that both give the same logprobs.
@@ -6,8 +6,10 @@ stays the reference, and CPU tests check that both give the same logprobs.
 Why it is fast: a decode step of a small model is hundreds of tiny kernels, so eager PyTorch
 (and transformers' ``generate``) is bound by launch latency and Python, not by the GPU. Here a
 step is written once against static buffers (weights, KV cache ``[layers, N, kv_heads, S, D]``,
-output tokens ``[N, T]``) and captured in a CUDA graph; a call replays it T - 1 times with no host
-synchronisation. LoRA is merged into a private copy of the weights at each ``sync`` (W + s B A,
+output tokens ``[N, T]``) and captured in CUDA graphs; a call replays them T - 1 times with no host
+synchronisation. A step attends to the cache's first P + 64 j slots only, the fewest that hold every
+token so far (one graph per width j): attention then reads about half the cache on average, not all
+of it at every step. LoRA is merged into a private copy of the weights at each ``sync`` (W + s B A,
 computed in fp32), q/k/v and gate/up are fused into single matmuls, and the B prompts are
 prefilled once, then their cache is copied to the G samples of each group.
 
@@ -47,7 +49,7 @@ class DecodeResult:
 
 
 class _Session:
-    """Static buffers (and the captured graph) for one (rows, cache length, sampling mode)."""
+    """Static buffers (and the captured graphs) for one (rows, cache length, sampling mode)."""
 
     def __init__(self, dec: FastDecoder, n: int, p: int, t: int) -> None:
         import torch
@@ -67,10 +69,14 @@ class _Session:
         self.top_p = torch.ones(1, dtype=torch.float32, **kw)
         self.min_tokens = torch.zeros(1, dtype=torch.long, **kw)
         self.slots = torch.arange(self.s, **kw)  # [S]
-        self.graph: Any = None
+        self.graphs: dict[int, Any] = {}  # attended slots -> the captured decode step
         self.stop_ids: tuple[int, ...] | None = None
-        self.stop_mask: Any = None  # the stop-token mask the captured graph reads
-        self.mode: tuple[bool, bool, bool] | None = None  # (greedy, top_p, entropy) the graph was captured for
+        self.stop_mask: Any = None  # the stop-token mask the captured graphs read
+        self.mode: tuple[bool, bool, bool] | None = None  # (greedy, top_p, entropy) the graphs were captured for
+
+    def width(self, k: int) -> int:
+        """Slots decode step k (feeding the token in slot P + k - 1) attends: P + a multiple of 64, capped at S."""
+        return min(self.s, self.p + PAD_MULTIPLE * ((k - 1) // PAD_MULTIPLE + 1))
 
 
 class FastDecoder:
@@ -202,7 +208,7 @@ class FastDecoder:
         """Hidden state after the final norm for ``ids [N, L]`` at positions ``pos [N, L]``.
 
         Writes K/V into ``kc``/``vc [layers, N, kvH, S, D]`` at slots ``write [L]`` and attends
-        over all S slots under ``mask [N, 1, L, S]`` (True = may attend). ``fused``: use the
+        over the first W slots under ``mask [N, 1, L, W]`` (True = may attend). ``fused``: use the
         torch.compile'd layer parts (decode steps on CUDA).
         """
         import torch.nn.functional as F
@@ -211,7 +217,7 @@ class FastDecoder:
         assert w is not None
         n, length = ids.shape
         h_, kv, d = self.heads, self.kv_heads, self.head_dim
-        rep = h_ // kv
+        rep, width = h_ // kv, mask.shape[-1]
         attn_in, attn_out = (self._compiled[:2] if fused and self._compiled else (self._attn_in, self._attn_out_mlp))
         cos, sin = self._rope(pos)  # [N, 1, L, D]
         # grouped-query attention without repeating K/V: the rep query heads of one KV head
@@ -223,7 +229,8 @@ class FastDecoder:
             kc[i].index_copy_(2, write, k)
             vc[i].index_copy_(2, write, v)
             qg = q.reshape(n, kv, rep * length, d)  # [N, kvH, rep*L, D]
-            o = F.scaled_dot_product_attention(qg, kc[i], vc[i], attn_mask=gmask, scale=d ** -0.5)
+            o = F.scaled_dot_product_attention(qg, kc[i, :, :, :width], vc[i, :, :, :width], attn_mask=gmask,
+                                               scale=d ** -0.5)
             o = o.reshape(n, h_, length, d).transpose(1, 2).reshape(n, length, h_ * d)  # [N, L, H*D]
             x = attn_out(x, o, lw["wo"], lw["ln2"], lw["wgu"], lw["wd"])
         return self._rms(x, w["norm"])  # [N, L, hidden]
@@ -270,13 +277,14 @@ class FastDecoder:
         if want_entropy:
             s.entropy.index_copy_(1, col, ent[:, None])
 
-    def _decode_step(self, s: _Session, mode: tuple[bool, bool, bool], stop_mask: torch.Tensor) -> None:
-        """Feed token ``step`` (slot P + step), sample token ``step + 1``; advance ``step``. Graph-safe."""
+    def _decode_step(self, s: _Session, mode: tuple[bool, bool, bool], stop_mask: torch.Tensor, width: int) -> None:
+        """Feed token ``step`` (slot P + step < ``width``), sample token ``step + 1``; advance ``step``. Graph-safe."""
         col = s.step  # [1]
         tok_in = s.tokens.index_select(1, col)  # [N, 1]
         pos = (s.plen + col)[:, None]  # [N, 1]
         slot = col + s.p  # [1]
-        mask = ((s.slots >= s.start[:, None]) & (s.slots <= slot))[:, None, None]  # [N, 1, 1, S]
+        slots = s.slots[:width]  # [W]
+        mask = ((slots >= s.start[:, None]) & (slots <= slot))[:, None, None]  # [N, 1, 1, W]
         hidden = self._forward(tok_in, pos, s.k, s.v, slot, mask, fused=True)[:, 0]  # [N, hidden]
         self._sample_into(s, hidden, col + 1, *mode, stop_mask, fused=True)
         s.step.add_(1)
@@ -298,7 +306,7 @@ class FastDecoder:
         stop_mask = torch.zeros(self.w["head"].shape[0], dtype=torch.bool, device=self.device)  # [V]
         stop_mask[list(stop_ids)] = True
         with torch.no_grad():
-            if self.use_graphs and (s.graph is None or s.mode != mode or s.stop_ids != tuple(stop_ids)):
+            if self.use_graphs and (not s.graphs or s.mode != mode or s.stop_ids != tuple(stop_ids)):
                 self._capture(s, mode, stop_mask, tuple(stop_ids))
             if self.device.type == "cuda":
                 torch.cuda.manual_seed(seed)  # graph replays read the default generator's seed and offset
@@ -308,10 +316,10 @@ class FastDecoder:
             self._prefill(s, prompt_ids, n, temperature, top_p, min_tokens, mode, stop_mask, pad_id)
             check_every = 32 if stop_ids and min_tokens < t else 0
             for k in range(1, t):
-                if s.graph is not None:
-                    s.graph.replay()
+                if s.graphs:
+                    s.graphs[s.width(k)].replay()
                 else:
-                    self._decode_step(s, mode, stop_mask)
+                    self._decode_step(s, mode, stop_mask, s.width(k))
                 if check_every and k % check_every == 0 and bool(self._all_stopped(s, k + 1, stop_mask)):
                     break
             tokens = s.tokens.cpu()
@@ -325,7 +333,7 @@ class FastDecoder:
     def _session(self, rows: int, p: int, t: int) -> _Session:
         key = (rows, p, t)
         if key not in self.sessions:
-            while len(self.sessions) >= self.max_sessions:  # free the oldest buffers and graph
+            while len(self.sessions) >= self.max_sessions:  # free the oldest buffers and graphs
                 self.sessions.pop(next(iter(self.sessions)))
             self.sessions[key] = _Session(self, rows, p, t)
         else:
@@ -365,18 +373,20 @@ class FastDecoder:
 
     def _capture(self, s: _Session, mode: tuple[bool, bool, bool], stop_mask: torch.Tensor,
                  stop_ids: tuple[int, ...]) -> None:
-        """Capture one decode step (the buffers hold garbage; prefill resets them afterwards)."""
+        """Capture the decode step at each width the call will use (the buffers hold garbage; prefill resets
+        them afterwards). The graphs share one memory pool: they never run at the same time."""
         import torch
 
-        s.step.zero_()
         s.min_tokens.zero_()
-        s.stop_mask = stop_mask  # keep it alive: the graph reads it
+        s.stop_mask = stop_mask  # keep it alive: the graphs read it
+        widths = sorted({s.width(k) for k in range(1, s.t)})
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(2):  # warm up (and compile) kernels and the allocator outside the graph
+            for width in [widths[-1]] + widths:  # warm up (and compile) kernels and the allocator outside graphs
+                s.step.zero_()
                 try:
-                    self._decode_step(s, mode, stop_mask)
+                    self._decode_step(s, mode, stop_mask, width)
                 except Exception as e:  # a compiler problem must not stop sampling: run unfused
                     if self._compiled is None:
                         raise
@@ -384,13 +394,17 @@ class FastDecoder:
                                   f"continuing without fused kernels", stacklevel=2)
                     self._compiled = None
                     s.step.zero_()
-                    self._decode_step(s, mode, stop_mask)
+                    self._decode_step(s, mode, stop_mask, width)
         torch.cuda.current_stream().wait_stream(stream)
-        s.step.zero_()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._decode_step(s, mode, stop_mask)
-        s.graph, s.mode, s.stop_ids = graph, mode, stop_ids
+        graphs: dict[int, Any] = {}
+        pool = None
+        for width in widths:
+            s.step.zero_()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self._decode_step(s, mode, stop_mask, width)
+            graphs[width], pool = graph, graph.pool()
+        s.graphs, s.mode, s.stop_ids = graphs, mode, stop_ids
 
 
 def _trim(tokens: torch.Tensor, logprobs: torch.Tensor, entropy: torch.Tensor | None, stop: set[int],
