@@ -15,6 +15,7 @@
 #   long-async     the same with max_staleness = 1
 #   long-auto      long with micro_batch_size = "auto" (rows sized from free memory), no peer
 #   current-auto   current with micro_batch_size = "auto", no peer (compare with current's TRL)
+#   current-whole  current with one micro-batch of all 128 rows, no peer (its peak memory and time)
 #   baseline       current, no peer (what contend-* compare with, in the same call)
 #   contend-gil    current, no peer, with a pure-Python thread beside each training step (GIL only)
 #   contend-gpu    current, no peer, with a bf16-matmul thread on its own CUDA stream beside it (GPU only)
@@ -41,6 +42,7 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
   case $w in
     current) bench current --steps 3 --peer benchmarks/peers/trl_grpo_peer.py ;;
     current-auto) bench current-auto --steps 3 --micro-batch auto ;;
+    current-whole) bench current-whole --steps 3 --micro-batch 128 ;;
     async) bench async --steps 3 --max-staleness 1 ;;
     compile) bench compile --steps 3 --compile-train ;;
     compile-async) bench compile-async --steps 3 --compile-train --max-staleness 1 ;;
