@@ -211,6 +211,7 @@ class FastDecoder:
         over the first W slots under ``mask [N, 1, L, W]`` (True = may attend). ``fused``: use the
         torch.compile'd layer parts (decode steps on CUDA).
         """
+        import torch
         import torch.nn.functional as F
 
         w = self.w
@@ -222,7 +223,9 @@ class FastDecoder:
         cos, sin = self._rope(pos)  # [N, 1, L, D]
         # grouped-query attention without repeating K/V: the rep query heads of one KV head
         # become rep * L query rows against that head
-        gmask = mask[:, :, None].expand(n, 1, rep, length, mask.shape[-1]).reshape(n, 1, rep * length, -1)
+        gmask = mask[:, :, None].expand(n, 1, rep, length, width).reshape(n, 1, rep * length, width)
+        # additive, once: SDPA would turn a boolean mask into this in every layer (three kernels each)
+        gmask = torch.zeros(gmask.shape, dtype=self.dtype, device=gmask.device).masked_fill_(~gmask, float("-inf"))
         x = F.embedding(ids, w["embed"])  # [N, L, hidden]
         for i, lw in enumerate(w["layers"]):
             q, k, v = attn_in(x, lw["ln1"], lw["wqkv"], lw["bqkv"], lw["q_norm"], lw["k_norm"], cos, sin)
