@@ -84,3 +84,56 @@ def test_the_backend_sizes_its_micro_batches_from_the_estimate_each_step(tiny_mo
     assert whole["memory/micro_batch_rows"] == 8 and sized["memory/micro_batch_rows"] == 3
     assert sized["loss/policy"] == pytest.approx(whole["loss/policy"], abs=1e-6)
     assert sized["train/grad_norm"] == pytest.approx(whole["train/grad_norm"], rel=1e-5)
+
+
+def test_the_meter_uses_its_measurement_with_a_margin():
+    from retrain.backends.micro_batch import MEASURED_MARGIN, ActivationMeter
+
+    meter = ActivationMeter()
+    assert meter.per_token(2_174_976) == 2_174_976  # nothing measured yet: the estimate
+    meter.observe(0, 100)  # nothing held (or no tokens): no measurement
+    meter.observe(5e9, 0)
+    assert meter.bytes_per_token == 0
+    meter.observe(12 * 2**30, 64 * 384)  # 12 GiB held by 64 rows of 384 tokens
+    assert meter.per_token(2_174_976) == MEASURED_MARGIN * 12 * 2**30 / (64 * 384) == pytest.approx(576_717, abs=1)
+    # the step that measured this split 128 rows in two at the estimate; now they run whole
+    assert rows_that_fit(128, 384, 2_174_976, BUDGET_FRACTION * H100_FREE) == 80
+    assert rows_that_fit(128, 384, meter.per_token(2_174_976), BUDGET_FRACTION * H100_FREE) == 128
+
+
+def test_later_steps_size_their_micro_batches_from_what_the_first_one_held(tiny_model, monkeypatch):
+    """The GPU branch on the CPU, with the allocator's counter as a stand-in too (it reads CUDA): step 1 has
+    room for 3 rows at the estimate; its first micro-batch (2 rows) is seen to hold what puts 4 rows in the
+    room, so step 2 runs 8 rows as 2 x 4. The counter is read twice, around that micro-batch's forward."""
+    import torch
+
+    from retrain.backends import micro_batch
+    from retrain.backends.local import LocalBackend
+    from retrain.config import config_from_dict
+    from retrain.engines.pytorch import PytorchEngine
+    from retrain.types import Rollouts, RunContext, SamplingParams, Task
+
+    cfg = config_from_dict({"model": {"model": str(tiny_model), "lora_rank": 4}, "training": {"lr": 1e-2}})
+    ctx = RunContext(config=cfg, registry=None)
+    backend = ctx.backend = LocalBackend(ctx=ctx, devices="cpu", micro_batch_size=0)
+    engine = PytorchEngine(ctx=ctx)
+    prompts = [backend.tokenizer.encode(x) for x in ("1 2 3", "4 5 6 7")]
+    gen = engine.generate(prompts, SamplingParams(n=4, max_tokens=6, temperature=0.7, seed=5))
+    r = Rollouts.from_generation([Task(prompt=str(i), answer="") for i in range(2)], prompts, gen, 4)  # [8, T]
+    width = max(len(p) for p in prompts) + r.mask.shape[1]
+    estimate = activation_bytes_per_token(backend.model.config, backend.dtype.itemsize)
+    room = 3 * estimate * width  # the budget: 3 rows at the estimate
+    monkeypatch.setattr(micro_batch, "available_bytes", lambda device: room / BUDGET_FRACTION)
+    held = 2 * width * room / (4 * width) / micro_batch.MEASURED_MARGIN  # 2 rows' worth; 4 rows fill the room
+    readings = iter([1e9, 1e9 + held])
+    monkeypatch.setattr("retrain.backends.local.allocated_bytes", lambda device: next(readings))
+    backend.micro_batch_auto = True  # what "auto" sets on a CUDA device
+    adv = torch.linspace(-1, 1, r.n).unsqueeze(1).expand_as(r.mask)  # [N, T]
+    first = backend.train_step(r, adv)
+    assert first["memory/micro_batch_rows"] == 3  # 2, 3, 3: the estimate
+    assert backend.activation_meter.bytes_per_token == pytest.approx(held / (2 * width))
+    readings = iter([2e9, 2e9 + held * 2])  # 4 rows hold twice as much
+    second = backend.train_step(r, adv)
+    assert second["memory/micro_batch_rows"] == 4  # 4, 4: the measurement
+    assert backend.activation_meter.bytes_per_token == pytest.approx(held / (2 * width))
+    assert next(readings, None) is None  # read twice per step, no more

@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.backends.attention import use_grouped_attention
 from retrain.backends.compiled import CompiledDecoder, wants_compile
-from retrain.backends.frozen import adapter_inputs_uncast, adapters_fused, lora_layers, restore_frozen_base, store_frozen_base
-from retrain.backends.micro_batch import auto_rows, even_slices
+from retrain.backends.frozen import (
+    adapter_inputs_uncast,
+    adapters_fused,
+    lora_layers,
+    restore_frozen_base,
+    store_frozen_base,
+)
+from retrain.backends.micro_batch import ActivationMeter, allocated_bytes, auto_rows, even_slices
 from retrain.errors import ConfigError
 from retrain.train.loss import aggregation, mismatch_sums, policy_loss, truncated_is_weight
 
@@ -192,6 +198,7 @@ class LocalBackend:
         self.logprob_chunk = logprob_chunk
         self.micro_batch_size = resolve_micro_batch(micro_batch_size, self.device)
         self.micro_batch_auto = micro_batch_size == "auto" and self.device.startswith("cuda")  # sized per step
+        self.activation_meter = ActivationMeter()  # what "auto" micro-batches held: sizes the next step's
         self.temperature = cfg.training.temperature
         self.version = 0
         self.dist: Any = None  # torchrun runs: retrain.distributed.fsdp.ShardedTrainer (FSDP2 hooks below)
@@ -333,7 +340,8 @@ class LocalBackend:
         mb = self.micro_batch_size if self.micro_batch_size > 0 else n
         if self.micro_batch_auto:  # the whole batch if its activations fit, else fewer rows (backends/micro_batch.py)
             width = max(len(p) for p in rollouts.prompt_ids) + rollouts.mask.shape[1]
-            mb = auto_rows(self.model, n, width, (self.autocast_dtype or self.dtype).itemsize, self.device)
+            mb = auto_rows(self.model, n, width, (self.autocast_dtype or self.dtype).itemsize, self.device,
+                           self.activation_meter)
         slices = even_slices(n, mb) if self.micro_batch_auto else [slice(s, min(n, s + mb)) for s in range(0, n, mb)]
         mb = max(r.stop - r.start for r in slices)
         mask_all = rollouts.mask.to(self.device)  # [N, T]
@@ -356,7 +364,9 @@ class LocalBackend:
 
             with self.compute_context():
                 prefix = SharedPrefix.of(self.model, rollouts.prompt_ids, decoder=decoder)
-        for rows in slices:
+        measure = self.micro_batch_auto and self.dist is None  # the first micro-batch's held activations
+        for i, rows in enumerate(slices):
+            held_before = allocated_bytes(self.device) if measure and i == 0 else None
             mask = mask_all[rows]
             lp, _ = self.logprobs(rollouts, rows, prefix=prefix, decoder=decoder)  # [n, T]
             engine_lp = engine_lp_all[rows]  # [n, T]
@@ -371,6 +381,8 @@ class LocalBackend:
                                      eps_high=a.clip_eps_high, denom=agg_denom, is_weight=w, ref_logprobs=ref,
                                      kl_coef=a.kl_coef, kl_estimator=a.kl_estimator, row_scale=row_scale,
                                      on_device=True)
+            if held_before is not None:  # per token of the rows' full width, as the estimate counts them
+                self.activation_meter.observe(allocated_bytes(self.device) - held_before, (rows.stop - rows.start) * width)
             if self.dist is not None:  # FSDP2: reduce gradients over ranks once, after the last micro-batch
                 self.dist.before_backward(last=rows.stop >= n)
             loss.backward()

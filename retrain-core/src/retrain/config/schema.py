@@ -45,7 +45,8 @@ class BackendConfig:
     micro_batch_size: int | Literal["auto"] = opt(
         0, 'Rows per forward/backward micro-batch; 0 = whole batch at once; "auto" = 16 on a CPU (less memory, '
            'and faster there); on a GPU the whole batch when its activations fit in 80% of the free memory, '
-           'else the most rows that do (each micro-batch costs a small model a fixed share of a second: '
+           'else the most rows that do (an estimate for the first step, then what the last step measured, '
+           'plus 10%; each micro-batch costs a small model a fixed share of a second: '
            'docs/default-run.md); logged as memory/micro_batch_rows.', ge=0)
     compile: bool | Literal["auto"] = opt(
         "auto", "torch.compile each layer of the trained decoder (forward + backward of train_step, dynamic "
