@@ -190,12 +190,11 @@ def test_fused_adapters_give_peft_numbers_in_fp32(tiny_gqa_model):
 
 
 def test_fused_adapters_under_bf16_autocast_are_as_close_to_fp32_as_peft(tiny_gqa_model):
-    """The real path (compute_context under bf16 autocast): fused against peft's mul-and-add (which rounds to
-    bf16 twice more), both measured against the same adapters in fp32. Here bf16 alone puts either about 10%
-    off the fp32 gradients (large random B, a random tiny model); the fused path must not add to that."""
-    import contextlib
-
-    import retrain.backends.local as local
+    """The GPU's path (compute_context enters adapters_fused on CUDA; here it is entered around it, under the
+    CPU's bf16 autocast): fused against peft's mul-and-add (which rounds to bf16 twice more), both measured
+    against the same adapters in fp32. Here bf16 alone puts either about 10% off the fp32 gradients (large
+    random B, a random tiny model); the fused path must not add to that."""
+    from retrain.backends.frozen import adapters_fused
 
     reference, engine = _build(tiny_gqa_model)  # fp32, no autocast
     _random_adapters(reference)
@@ -204,13 +203,11 @@ def test_fused_adapters_under_bf16_autocast_are_as_close_to_fp32_as_peft(tiny_gq
     lp_ref, g_ref = _logprobs_and_grads(reference, r)
     backend, _ = _build(tiny_gqa_model, autocast="bfloat16")
     _random_adapters(backend)
-    lp_fused, g_fused = _logprobs_and_grads(backend, r)
-    real = local.adapters_fused
-    try:
-        local.adapters_fused = lambda layers: contextlib.nullcontext()
-        lp_peft, g_peft = _logprobs_and_grads(backend, r)
-    finally:
-        local.adapters_fused = real
+    with backend.compute_context():  # on a CPU: autocast without the fused adapters
+        assert all(not m.lora_variant for m in backend.adapter_layers)
+    lp_peft, g_peft = _logprobs_and_grads(backend, r)
+    with adapters_fused(backend.adapter_layers):
+        lp_fused, g_fused = _logprobs_and_grads(backend, r)
     assert not torch.equal(lp_fused, lp_peft)  # the fused path ran: its roundings differ
 
     def grad_error(g):  # mean relative error of the gradients against fp32

@@ -1,5 +1,6 @@
-"""target_logprob: the logprob, entropy and gradient of log_softmax(logits * inv_temp)[target], without its
-fp32 [C, V] copies; eager on CPU, one compiled kernel per pass on CUDA (compiled here on the CPU)."""
+"""target_logprob: the logprob, entropy and gradient of log_softmax(logits * inv_temp)[target]. Its CUDA path
+(fused_target_logprob: no fp32 [C, V] copies, one compiled kernel per pass) runs here on the CPU, eager and
+compiled; on a CPU target_logprob itself keeps log_softmax."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ def _case(dtype, c=7, v=50, seed=0):
     return logits, targets, g
 
 
-def _ours(logits, targets, inv_temp, g):
+def _ours(logits, targets, inv_temp, g, fn=tl.fused_target_logprob):
     x = logits.detach().clone().requires_grad_(True)
-    lp, ent = tl.target_logprob(x, targets, inv_temp, with_entropy=True)
+    lp, ent = fn(x, targets, inv_temp, with_entropy=True)
     (lp * g).sum().backward()
     return lp.detach(), ent, x.grad
 
@@ -94,3 +95,14 @@ def test_a_compiler_error_warns_once_and_runs_eager():
     assert kernels.failed
     torch.testing.assert_close(lse, tl._lse(logits, 1.0))
     kernels.run("lse", logits, 1.0)  # eager from now on: no second warning (pytest would fail on none here)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_cpu_path_gives_the_fused_paths_numbers(dtype):
+    logits, targets, g = _case(dtype, seed=7)
+    fused = _ours(logits, targets, 1 / 0.7, g)
+    plain = _ours(logits, targets, 1 / 0.7, g, fn=tl.target_logprob)
+    for a, b in zip(fused, plain, strict=True):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=0.008, atol=2e-6)
+

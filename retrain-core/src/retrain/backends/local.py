@@ -272,7 +272,8 @@ class LocalBackend:
         stack.enter_context(torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype))
         if self.adapter_layers:
             stack.enter_context(adapter_inputs_uncast(self.adapter_layers))  # autocast computes the adapters in bf16
-            stack.enter_context(adapters_fused(self.adapter_layers))  # scaling * B(A(x)) added inside the B matmul
+            if self.device.startswith("cuda"):  # a CPU's bf16 addmm decoded slower than peft's three ops: not there
+                stack.enter_context(adapters_fused(self.adapter_layers))  # scaling * B(A(x)) inside the B matmul
         return stack
 
     # -- logprobs -------------------------------------------------------------------------------
