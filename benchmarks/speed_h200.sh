@@ -25,7 +25,10 @@
 #   profile        current, no peer, then one step profiled: $OUT/profile/profile-{generate,train}.txt
 #   profile-long   long with micro_batch_size = "auto", then one step profiled: $OUT/profile-long/
 # WORKLOADS picks and orders them (default: current async compile-async long long-async compile); the
-# random-init model is built once per machine in /tmp/qwen-shape.
+# random-init model is built once per machine in /tmp/qwen-shape. At most 8 files come back from a call and
+# a call cut short keeps only what is in $OUT: with several workloads, run them one at a time with OUT
+# elsewhere and tar that folder into $OUT after each (e.g. for w in A B; do OUT=/tmp/so WORKLOADS=$w bash
+# benchmarks/speed_h200.sh; (cd /tmp/so && tar czf "$D/results.tgz" .); done, with D=$OUT saved first).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 OUT=${OUT:-/tmp/speed-out}; mkdir -p "$OUT"
