@@ -168,7 +168,7 @@ def test_fused_adapters_give_peft_numbers_in_fp32(tiny_gqa_model):
     """adapters_fused computes scaling * B(A(x)) + base inside one addmm per adapted projection: in fp32
     the logprobs and every gradient are peft's to rounding; outside the context peft's own variant-free
     forward is back."""
-    from retrain.backends.frozen import _AddmmLoRA, adapters_fused
+    from retrain.backends.frozen import _AddmmLoRA, adapters_fused, fusable_adapters
 
     backend, engine = _build(tiny_gqa_model)
     assert backend.autocast_dtype is None  # fp32 on CPU: compute_context is a no-op, the context is entered here
@@ -178,7 +178,7 @@ def test_fused_adapters_give_peft_numbers_in_fp32(tiny_gqa_model):
     layers = backend.adapter_layers
     with _CountAddmm() as plain_count:
         lp_peft, g_peft = _logprobs_and_grads(backend, r)
-    with adapters_fused(layers), _CountAddmm() as fused_count:
+    with adapters_fused(fusable_adapters(layers)), _CountAddmm() as fused_count:
         assert all(m.lora_variant.get("default") is _AddmmLoRA for m in layers)
         lp_fused, g_fused = _logprobs_and_grads(backend, r)
     assert fused_count.n - plain_count.n >= len(layers)  # the adapters ran as addmm (at least one forward each)
@@ -194,7 +194,7 @@ def test_fused_adapters_under_bf16_autocast_are_as_close_to_fp32_as_peft(tiny_gq
     CPU's bf16 autocast): fused against peft's mul-and-add (which rounds to bf16 twice more), both measured
     against the same adapters in fp32. Here bf16 alone puts either about 10% off the fp32 gradients (large
     random B, a random tiny model); the fused path must not add to that."""
-    from retrain.backends.frozen import adapters_fused
+    from retrain.backends.frozen import adapters_fused, fusable_adapters
 
     reference, engine = _build(tiny_gqa_model)  # fp32, no autocast
     _random_adapters(reference)
@@ -206,7 +206,7 @@ def test_fused_adapters_under_bf16_autocast_are_as_close_to_fp32_as_peft(tiny_gq
     with backend.compute_context():  # on a CPU: autocast without the fused adapters
         assert all(not m.lora_variant for m in backend.adapter_layers)
     lp_peft, g_peft = _logprobs_and_grads(backend, r)
-    with adapters_fused(backend.adapter_layers):
+    with adapters_fused(fusable_adapters(backend.adapter_layers)):
         lp_fused, g_fused = _logprobs_and_grads(backend, r)
     assert not torch.equal(lp_fused, lp_peft)  # the fused path ran: its roundings differ
 

@@ -15,9 +15,10 @@ of the activations: on an H100 those casts and fp32 matmuls were about 40% of a 
 kernel time. ``adapter_inputs_uncast`` skips the cast while autocast runs the adapters in bf16.
 
 peft then adds ``B(A(x)) * scaling`` to the base output in two more passes over the [tokens, out]
-activations (and two in backward): on an H100 about 10% of a train step's kernel time, for a
+activations (and two in backward): on an H100 about 8% of a train step's kernel time, for a
 rank-32 update. ``adapters_fused`` folds both into the B matmul: ``addmm(base, A(x), B^T,
-alpha=scaling)``, one GEMM whose epilogue adds the base output (fewer bf16 roundings, not more).
+alpha=scaling)``, one GEMM whose epilogue adds the base output (fewer bf16 roundings, not more). The
+backend uses it on CUDA only: on a CPU it was slower (``benchmarks/fused_paths_cpu.py``).
 """
 
 from __future__ import annotations
@@ -85,29 +86,28 @@ class _AddmmLoRA:
         return out.view(result.shape)
 
 
-def _fusable(m: Any) -> list[str]:
-    """The adapters of LoRA layer ``m`` that ``_AddmmLoRA`` computes exactly: plain Linear A and B without bias,
-    over a Linear base with no variant (DoRA) of its own."""
+def fusable_adapters(layers: list[Any]) -> list[tuple[Any, str]]:
+    """(LoRA layer, adapter name) for each adapter of these layers (``lora_layers``) that ``_AddmmLoRA`` computes
+    exactly: plain Linear A and B without bias, over a Linear base, with no variant (DoRA) of its own. Found once
+    at start, as the layers are: ``adapters_fused`` runs on every forward."""
     import torch
 
-    if not isinstance(m.base_layer, torch.nn.Linear) or getattr(m, "fan_in_fan_out", False):
-        return []
-    return [name for name, a in m.lora_A.items()
+    return [(m, name) for m in layers
+            if isinstance(m.base_layer, torch.nn.Linear) and not getattr(m, "fan_in_fan_out", False)
+            for name, a in m.lora_A.items()
             if name not in m.lora_variant and type(a) is torch.nn.Linear
             and type(m.lora_B[name]) is torch.nn.Linear and m.lora_B[name].bias is None]
 
 
 @contextlib.contextmanager
-def adapters_fused(layers: list[Any]) -> Iterator[None]:
-    """Within: these LoRA layers (``lora_layers``) add their vanilla adapters' ``scaling * B(A(x))`` to the
-    base output inside the B matmul (``_AddmmLoRA``); A, B and the base output must share a dtype (autocast
-    gives them one). Other adapters and disabled or merged layers run as peft runs them."""
-    installed = [(m, name) for m in layers for name in _fusable(m)]
-    for m, name in installed:
+def adapters_fused(adapters: list[tuple[Any, str]]) -> Iterator[None]:
+    """Within: these adapters (``fusable_adapters``) add ``scaling * B(A(x))`` to their layer's base output inside
+    the B matmul (``_AddmmLoRA``); A, B and the base output must share a dtype (autocast gives them one).
+    Disabled or merged layers run as peft runs them."""
+    for m, name in adapters:
         m.lora_variant[name] = _AddmmLoRA
     try:
         yield
     finally:
-        for m, name in installed:
+        for m, name in adapters:
             m.lora_variant.pop(name, None)
-

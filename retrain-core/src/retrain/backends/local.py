@@ -22,6 +22,7 @@ from retrain.backends.compiled import CompiledDecoder, wants_compile
 from retrain.backends.frozen import (
     adapter_inputs_uncast,
     adapters_fused,
+    fusable_adapters,
     lora_layers,
     restore_frozen_base,
     store_frozen_base,
@@ -230,6 +231,8 @@ class LocalBackend:
                 model.enable_input_require_grads()
         self.model = model
         self.adapter_layers = lora_layers(model) if self.lora else []  # found once: compute_context runs per forward
+        # a CPU's bf16 addmm decoded slower than peft's three ops: fused on CUDA only (backends/frozen.py)
+        self.fused_adapters = fusable_adapters(self.adapter_layers) if self.device.startswith("cuda") else []
         self.reference = None  # full fine-tuning with a KL penalty keeps a frozen copy of the base
         a = cfg.algorithm
         if a.kl_coef > 0 and not self.lora:
@@ -272,8 +275,8 @@ class LocalBackend:
         stack.enter_context(torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype))
         if self.adapter_layers:
             stack.enter_context(adapter_inputs_uncast(self.adapter_layers))  # autocast computes the adapters in bf16
-            if self.device.startswith("cuda"):  # a CPU's bf16 addmm decoded slower than peft's three ops: not there
-                stack.enter_context(adapters_fused(self.adapter_layers))  # scaling * B(A(x)) inside the B matmul
+        if self.fused_adapters:
+            stack.enter_context(adapters_fused(self.fused_adapters))  # scaling * B(A(x)) inside the B matmul
         return stack
 
     # -- logprobs -------------------------------------------------------------------------------

@@ -29,10 +29,11 @@ width, which is larger than what the shared-prefix forward trains.
 The estimate serves the first step only. Each step measures what its first micro-batch actually
 holds once its forward is done (the CUDA allocator's count before and after: no synchronisation),
 per token of that width, and the next step sizes its micro-batches from that figure plus 10%
-(``ActivationMeter``). The estimate was fitted before LoRA adapters ran in bf16 and before the logprobs
-lost their fp32 copies; since then a Qwen2.5-0.5B-shaped step holds less than half of it (H100,
-8 x 16 x 256: the estimate splits the 128 rows in two, and a step of two 64-row micro-batches peaked
-at 28 GiB of the 80), and prompts that rows share are run once. Measuring keeps "auto" right as the code and the workload change.
+(``ActivationMeter``). The estimate was fitted before LoRA adapters ran in bf16 and before the
+logprobs lost their fp32 copies; since then a Qwen2.5-0.5B-shaped step holds less than half of it
+(H100, 8 x 16 x 256: the estimate splits the 128 rows in two, and a step of two 64-row micro-batches
+peaked at 28 GiB of the 80), and prompts that rows share are run once. Measuring keeps "auto" right
+as the code and the workload change.
 """
 
 from __future__ import annotations

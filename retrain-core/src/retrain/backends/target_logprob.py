@@ -8,7 +8,8 @@ and the target's logprob is ``z[target] - lse``; the backward is one pass over t
 ``d logp / d z = onehot(target) - exp(z - lse)``, scaled by the incoming gradient and ``inv_temp``,
 in the logits' dtype. On CUDA each pass is one ``torch.compile``d kernel (the fp32 cast happens in
 registers). A CPU keeps ``log_softmax``: there the eager form of these passes was slower (2 cores,
-bf16 logits [1024, 49152] at temperature 0.7: 455 against 358 ms forward and backward), so
+bf16 logits [1024, 49152] at temperature 0.7: about 470 against 370 ms forward and backward,
+``benchmarks/fused_paths_cpu.py``), so
 ``target_logprob`` takes the fused path for CUDA tensors only; tests run that path on the CPU too.
 """
 
