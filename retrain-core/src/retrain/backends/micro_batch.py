@@ -33,7 +33,9 @@ per token of that width, and the next step sizes its micro-batches from that fig
 logprobs lost their fp32 copies; since then a Qwen2.5-0.5B-shaped step holds less than half of it
 (H100, 8 x 16 x 256: the estimate splits the 128 rows in two, and a step of two 64-row micro-batches
 peaked at 28 GiB of the 80), and prompts that rows share are run once. Measuring keeps "auto" right
-as the code and the workload change.
+as the code and the workload change: on that H100 the measured figure took the next steps to the whole
+128 rows (50.6 GiB peak), and at 1,024 tokens from the estimate's 22 rows to 32 (51.0 GiB; 32 rows ran
+out of memory before these changes). docs/performance.md, calls e and f.
 """
 
 from __future__ import annotations
