@@ -14,7 +14,9 @@
 #                  on an H100) then TRL (2 steps)
 #   long-async     the same with max_staleness = 1
 #   long-auto      long with micro_batch_size = "auto" (rows sized from free memory), no peer
+#   long-auto-trl  long-auto, then TRL (2 steps)
 #   current-auto   current with micro_batch_size = "auto", no peer (compare with current's TRL)
+#   current-auto-trl  current-auto, then TRL (3 steps)
 #   current-whole  current with one micro-batch of all 128 rows, no peer (its peak memory and time)
 #   baseline       current, no peer (what contend-* compare with, in the same call)
 #   contend-gil    current, no peer, with a pure-Python thread beside each training step (GIL only)
@@ -45,6 +47,7 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
   case $w in
     current) bench current --steps 3 --peer benchmarks/peers/trl_grpo_peer.py ;;
     current-auto) bench current-auto --steps 3 --micro-batch auto ;;
+    current-auto-trl) bench current-auto-trl --steps 3 --micro-batch auto --peer benchmarks/peers/trl_grpo_peer.py ;;
     current-whole) bench current-whole --steps 3 --micro-batch 128 ;;
     async) bench async --steps 3 --max-staleness 1 ;;
     compile) bench compile --steps 3 --compile-train ;;
@@ -52,6 +55,7 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
     long) bench long --steps 2 --tokens 1024 --micro-batch 16 --peer benchmarks/peers/trl_grpo_peer.py ;;
     long-async) bench long-async --steps 2 --tokens 1024 --micro-batch 16 --max-staleness 1 ;;
     long-auto) bench long-auto --steps 2 --tokens 1024 --micro-batch auto ;;
+    long-auto-trl) bench long-auto-trl --steps 2 --tokens 1024 --micro-batch auto --peer benchmarks/peers/trl_grpo_peer.py ;;
     baseline) bench baseline --steps 3 ;;
     contend-gil) bench contend-gil --steps 3 --contend gil ;;
     contend-gpu) bench contend-gpu --steps 3 --contend gpu ;;
