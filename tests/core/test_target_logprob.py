@@ -106,3 +106,21 @@ def test_the_cpu_path_gives_the_fused_paths_numbers(dtype):
         assert a.dtype == b.dtype
         torch.testing.assert_close(a.float(), b.float(), rtol=0.008, atol=2e-6)
 
+
+
+def test_the_checkpointed_chunks_recompute_the_logsumexp_but_not_the_entropy(monkeypatch):
+    """token_stats checkpoints each chunk; backward's recompute stops once the tensors backward needs are back
+    (torch's early stop), so the entropy, a detached metric, is computed once per chunk, not twice."""
+    from retrain.backends import logprobs
+
+    calls: list[str] = []
+    run = tl._Kernels.run
+    monkeypatch.setattr(tl._Kernels, "run", lambda self, name, *a: calls.append(name) or run(self, name, *a))
+    monkeypatch.setattr(tl, "target_logprob", tl.fused_target_logprob)  # the CUDA path, here on the CPU
+    gen = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    hidden = torch.randn(64, 16, generator=gen, requires_grad=True)  # [M, H]: 4 chunks of 16
+    lp, ent = logprobs.token_stats(hidden, torch.randint(0, 50, (64,), generator=gen), head, 0.7, 16, True)
+    assert calls == ["lse", "entropy"] * 4 and ent.shape == (64,)
+    lp.sum().backward()
+    assert calls[8:] == ["lse", "grad"] * 4 and hidden.grad is not None

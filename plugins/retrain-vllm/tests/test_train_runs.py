@@ -1,5 +1,6 @@
-"""3-step training runs through the real loop with each vLLM path: in-process, managed server, and
-the core openai engine against a vLLM server. Engine and trainer must agree after every sync."""
+"""3-step training runs through the real loop with each vLLM path: in-process, managed server (one-step-off:
+``[training] max_staleness = 1``), and the core openai engine against a vLLM server. Engine and trainer must
+agree after every sync."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from retrain.testing import read_metrics, toy_config
 
 
 def run_config(model: Path, log_dir: Path, name: str, inference: dict, vllm: dict | None = None,
-               lora_rank: int = 4) -> dict:
+               lora_rank: int = 4, max_staleness: int = 0) -> dict:
     return toy_config(model, log_dir, run_name=name, model={"lora_rank": lora_rank},
-                      training={"max_steps": 3, "max_tokens": 8, "lr": 0.05}, reward={"workers": 1},
+                      training={"max_steps": 3, "max_tokens": 8, "lr": 0.05, "max_staleness": max_staleness},
+                      reward={"workers": 1},
                       inference=inference, **({"vllm": vllm} if vllm is not None else {}))
 
 
@@ -46,10 +48,17 @@ def test_three_steps_in_process_full_fine_tuning(vllm_model, tmp_path):
     assert_on_policy(rows)
 
 
-def test_three_steps_managed_server(vllm_model, tmp_path):
+def test_three_steps_managed_server_one_step_off(vllm_model, tmp_path):
+    """max_staleness = 1: batches 2 and 3 are sampled while the step before trains, from the adapter one version
+    behind; each sync's probe still checks that the server then serves exactly the trainer's new weights."""
     rows = train(run_config(vllm_model, tmp_path, "server", {"engine": "vllm"},
-                            {"mode": "server", "max_model_len": 128}))
-    assert_on_policy(rows)
+                            {"mode": "server", "max_model_len": 128}, max_staleness=1))
+    behind = [r["staleness/trainer_version"] - r["staleness/policy_version"] for r in rows]
+    assert behind == [0, 1, 1] and [r["staleness/trainer_version"] for r in rows] == [0, 1, 2]
+    assert_on_policy(rows[:1])
+    for r in rows[1:]:  # sampled from the previous adapter (lr 0.05 moves it): trained with the importance weight
+        assert r["mismatch/abs_logprob_delta"] > 1e-3, r
+        assert r["loss/policy"] == r["loss/policy"]
 
 
 def test_three_steps_openai_engine_against_vllm_server(vllm_model, tmp_path):

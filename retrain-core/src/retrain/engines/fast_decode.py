@@ -386,7 +386,8 @@ class FastDecoder:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for width in [widths[-1]] + widths:  # warm up (and compile) kernels and the allocator outside graphs
+            # warm up (and compile) kernels and the allocator outside graphs, each width once, the widest first
+            for width in widths[-1:] + widths[:-1]:
                 s.step.zero_()
                 try:
                     self._decode_step(s, mode, stop_mask, width)
