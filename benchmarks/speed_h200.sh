@@ -18,6 +18,9 @@
 #   current-auto   current with micro_batch_size = "auto", no peer (compare with current's TRL)
 #   current-auto-trl  current-auto, then TRL (3 steps)
 #   current-whole  current with one micro-batch of all 128 rows, no peer (its peak memory and time)
+#   split          current-auto sampling on a second GPU ([inference] device = "gpu:1"; needs 2 GPUs), no peer
+#   split-async    split with max_staleness = 1: GPU 1 samples the next batch while GPU 0 trains (INFER_DEVICE=gpu:0:
+#                  the copy on the one GPU, a check of the code path on a 1-GPU machine)
 #   baseline       current, no peer (what contend-* compare with, in the same call)
 #   contend-gil    current, no peer, with a pure-Python thread beside each training step (GIL only)
 #   contend-gpu    current, no peer, with a bf16-matmul thread on its own CUDA stream beside it (GPU only)
@@ -57,6 +60,8 @@ for w in ${WORKLOADS:-current async compile-async long long-async compile}; do
     long-auto) bench long-auto --steps 2 --tokens 1024 --micro-batch auto ;;
     long-auto-trl) bench long-auto-trl --steps 2 --tokens 1024 --micro-batch auto --peer benchmarks/peers/trl_grpo_peer.py ;;
     baseline) bench baseline --steps 3 ;;
+    split) bench split --steps 3 --micro-batch auto --inference-device "${INFER_DEVICE:-gpu:1}" ;;
+    split-async) bench split-async --steps 3 --micro-batch auto --inference-device "${INFER_DEVICE:-gpu:1}" --max-staleness 1 ;;
     contend-gil) bench contend-gil --steps 3 --contend gil ;;
     contend-gpu) bench contend-gpu --steps 3 --contend gpu ;;
     base) PYTHONPATH=/tmp/site-base:/tmp/site bench base --steps 3 ;;

@@ -70,7 +70,8 @@ def sync() -> None:
     import torch
 
     if torch.cuda.is_available():
-        torch.cuda.synchronize()
+        for i in range(torch.cuda.device_count()):  # an [inference] device samples on a GPU of its own
+            torch.cuda.synchronize(i)
 
 
 def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
         "training.batch_size": b, "training.group_size": g, "training.max_tokens": length,
         "training.temperature": 1.0, "training.lr": 1e-5, "algorithm.advantage_mode": "grpo",
         "backend.micro_batch_size": args.micro_batch, "backend.logprob_chunk": args.logprob_chunk,
-        "backend.compile": args.compile_train})
+        "backend.compile": args.compile_train, "inference.device": args.inference_device})
     reg = load_plugins()
     ctx = RunContext(config=cfg, registry=reg)
     backend = reg.build("backend", "local", ctx=ctx)
@@ -118,6 +119,7 @@ def run_retrain(args: Any, model_dir: Path) -> dict[str, Any]:
     n = b * g
     out = {
         "peer": "retrain", "prompts": b, "G": g, "L": length, "lora": args.lora, "max_staleness": args.max_staleness,
+        "inference_device": args.inference_device,
         "fast_path": getattr(engine, "_fast_decoder", None) is not None,
         "compiled_trainer": backend.compiled is not None and backend.compiled.active,
         "trainer_compile_s": round(compile_s, 1),
@@ -359,6 +361,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="[backend] compile = true (torch.compile of the trained decoder); default false")
     ap.add_argument("--max-staleness", type=int, default=0, choices=(0, 1),
                     help="[training] max_staleness: 1 = sample the next batch while this one trains")
+    ap.add_argument("--inference-device", default="", metavar="DEVICE",
+                    help='[inference] device: sample on this GPU ("gpu:1") from a copy of the policy (split mode)')
     ap.add_argument("--contend", default="", choices=("", "gil", "gpu"),
                     help="a thread that contends with each training step for the GIL or the GPU only (diagnostic)")
     ap.add_argument("--profile", default="", metavar="DIR",

@@ -179,6 +179,25 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError(f'{src}: [training] max_staleness = {t.max_staleness} with [backend] devices = '
                           f'"{cfg.backend.devices}" ({processes} processes): asynchronous training runs in one '
                           "process; set max_staleness = 0, or train on one device.")
+    _check_sampling_device(cfg, processes)
+
+
+def _check_sampling_device(cfg: Config, processes: int) -> None:
+    """``[inference] device``: one device, the in-process pytorch engine, one trainer process."""
+    src, inf = cfg.source, cfg.inference
+    if not inf.device:
+        return
+    where = f'{src}: [inference] device = "{inf.device}"'
+    kind, _, rest = inf.device.partition(":")
+    if not (inf.device == "cpu" or (kind in ("gpu", "cuda") and (not rest or rest.isdigit()))):
+        hint = "" if kind in ("cpu", "gpu", "cuda") else did_you_mean(kind, ["cpu", "gpu"])
+        raise ConfigError(f"{where}: expected one device, gpu:I (or cuda:I) or cpu.{hint}")
+    if inf.engine != "pytorch":
+        raise ConfigError(f'{where}: only the pytorch engine samples in-process; engine "{inf.engine}" samples '
+                          "where its server runs. Remove [inference] device.")
+    if processes > 1:
+        raise ConfigError(f'{where} with [backend] devices = "{cfg.backend.devices}" ({processes} processes): each '
+                          "rank already samples from a full replica of its own; remove [inference] device.")
 
 
 #: [data] keys that only source = "hf" reads, and the built-in sources that would ignore them.

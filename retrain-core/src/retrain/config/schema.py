@@ -128,6 +128,10 @@ class InferenceConfig:
     engine: str = opt("pytorch", "Engine: pytorch (in-process), openai (any OpenAI-compatible server), "
                                  "vllm (retrain-vllm), tinker (retrain-tinker), or a dotted path.")
     url: str = opt("", "Server base URL for the openai engine, e.g. http://127.0.0.1:8000/v1.")
+    device: str = opt("", 'pytorch engine: sample on this device ("gpu:1") from a full copy of the policy there, '
+                          "its trained weights copied at every sync: split mode in one process (with [training] "
+                          "max_staleness = 1 one GPU samples while another trains). Empty: sample from the "
+                          "trainer's own weights.")
     flavour: str = opt("auto", "Server kind for weight sync: auto, vllm, sglang, max, openai (no sync).",
                        ("auto", "vllm", "sglang", "max", "openai"))
     api_key_env: str = opt("", "Environment variable holding the server's API key.")

@@ -145,6 +145,31 @@ def stop_token_ids(tokenizer: Any, model: Any) -> set[int]:
     return ids
 
 
+def sampling_device(device: str, trainer: Any) -> Any:
+    """``[inference] device`` as a torch device, checked against this machine and the trainer's ``trainer``."""
+    import torch
+
+    from retrain.backends.local import check_devices_present
+    from retrain.errors import ConfigError
+
+    kind, _, index = device.partition(":")
+    target = torch.device("cuda", int(index or 0)) if kind in ("gpu", "cuda") else torch.device(kind)
+    if target.type != trainer.type:
+        raise ConfigError(f'[inference] device = "{device}" is a {target.type} device and the trainer runs on '
+                          f"{trainer}: the engine computes like the trainer only on the same kind of device; name a "
+                          f'{trainer.type} device, or use a server engine (openai, vllm) for other hardware.')
+    check_devices_present(device, "[inference] device")  # that GPU exists here
+    return target
+
+
+def _copied(tensor: Any, device: Any) -> Any:
+    """A copy of a parameter or buffer on ``device`` (never the same storage), for ``copy.deepcopy``'s memo."""
+    import torch
+
+    data = tensor.detach().to(device, copy=True)
+    return torch.nn.Parameter(data, requires_grad=tensor.requires_grad) if isinstance(tensor, torch.nn.Parameter) else data
+
+
 class PytorchEngine:
     """In-process sampler from the trainer's own weights (KV cache, whole step batched, seeded)."""
 
@@ -161,28 +186,37 @@ class PytorchEngine:
         self.snapshot: Any = None  # asynchronous schedules: the policy copy it samples from (sample_from_snapshot)
         self._snapshot_pairs: list[tuple[Any, Any]] = []  # (snapshot tensor, trainer tensor) refreshed by sync
         self._stream: Any = None  # CUDA, asynchronous schedules: sampling's own stream, beside the trainer's
+        device = getattr(getattr(ctx.config, "inference", None), "device", "")
+        if device:  # [inference] device: split mode in one process, a full copy of the policy there
+            self.sample_from_snapshot(sampling_device(device, next(self.backend.model.parameters()).device))
 
-    def sample_from_snapshot(self) -> None:
+    def sample_from_snapshot(self, device: Any = None) -> None:
         """From now on sample from a private copy of the policy, refreshed by each :meth:`sync`.
 
         For ``[training] max_staleness`` > 0: the optimizer changes the trainer's weights in place
         while the next batch is sampled. Frozen tensors (a LoRA run's base weights) are shared,
         not copied: the copy costs the trained weights once more (the adapter; all of them when
-        fully fine-tuning).
+        fully fine-tuning). ``device`` (``[inference] device``): the whole policy is copied there,
+        frozen weights too, once; syncs copy the trained ones. Already sampling from a copy: no-op.
         """
         import copy
 
         import torch
 
+        if self.snapshot is not None:
+            return
         model = self.backend.model
-        frozen = {id(p): p for p in model.parameters() if not p.requires_grad}
-        self.snapshot = copy.deepcopy(model, frozen).eval()
+        if device is None:
+            memo = {id(p): p for p in model.parameters() if not p.requires_grad}
+        else:  # every tensor the model registers, copied straight to the device (the trainer's never doubled)
+            memo = {id(t): _copied(t, device) for t in (*model.parameters(), *model.buffers())}
+        self.snapshot = copy.deepcopy(model, memo).eval()
         pairs = zip(self.snapshot.named_parameters(), model.named_parameters(), strict=True)
         self._snapshot_pairs = [(s, p) for (sn, s), (n, p) in pairs if p.requires_grad and sn == n]
         if len(self._snapshot_pairs) != sum(p.requires_grad for p in model.parameters()):
             raise RuntimeError("pytorch engine: the policy snapshot does not mirror the trainer's parameters")
         self.snapshot.requires_grad_(False)
-        device = next(model.parameters()).device
+        device = next(self.snapshot.parameters()).device
         if device.type == "cuda":  # kernels of the sampler thread must not queue behind the optimizer's
             self._stream = torch.cuda.Stream(device)
 
@@ -206,12 +240,13 @@ class PytorchEngine:
         compute = getattr(self.backend, "compute_context", contextlib.nullcontext)  # [backend] autocast
         mixed = getattr(self.backend, "autocast_dtype", None)
         autocast = mixed not in (None, getattr(self.backend, "dtype", None))  # matmuls below the weights' dtype
-        on_stream = contextlib.nullcontext()
+        on_stream, on_device = contextlib.nullcontext(), contextlib.nullcontext()
         if self._stream is not None:  # start after the last sync's snapshot copy (queued on the trainer's stream)
             self._stream.wait_stream(torch.cuda.current_stream(self._stream.device))
             on_stream = torch.cuda.stream(self._stream)
+            on_device = torch.cuda.device(self._stream.device)  # graphs, seeds, streams of the sampling GPU
         try:
-            with torch.no_grad(), on_stream:
+            with torch.no_grad(), on_device, on_stream:
                 # CUDA fast path (merged LoRA, static KV cache, CUDA graphs): retrain/engines/fast_decode.py.
                 # It computes in the weights' dtype, so autocast runs take the plain path below instead.
                 d = None if autocast else generate_fast(self, model, prompt_ids, params, stop_token_ids(tok, model),
