@@ -11,6 +11,9 @@ Logprobs are those of the sampled token under the temperature-scaled *full* dist
 softmax(logits / T), also with top_p < 1 (the nucleus only restricts which tokens can be drawn).
 The trainer computes exactly that quantity, so the PPO ratio is 1 on-policy. Entropy is the
 Shannon entropy of the same distribution.
+
+``[inference] device`` (split mode in one process): the engine samples from a full copy of the
+policy on that device, its trained weights copied at each sync (``sample_from_snapshot``).
 """
 
 from __future__ import annotations
@@ -186,8 +189,8 @@ class PytorchEngine:
         self.snapshot: Any = None  # asynchronous schedules: the policy copy it samples from (sample_from_snapshot)
         self._snapshot_pairs: list[tuple[Any, Any]] = []  # (snapshot tensor, trainer tensor) refreshed by sync
         self._stream: Any = None  # CUDA, asynchronous schedules: sampling's own stream, beside the trainer's
-        device = getattr(getattr(ctx.config, "inference", None), "device", "")
-        if device:  # [inference] device: split mode in one process, a full copy of the policy there
+        device = ctx.config.inference.device
+        if device:  # split mode in one process: a full copy of the policy there
             self.sample_from_snapshot(sampling_device(device, next(self.backend.model.parameters()).device))
 
     def sample_from_snapshot(self, device: Any = None) -> None:
