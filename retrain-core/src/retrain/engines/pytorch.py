@@ -275,6 +275,10 @@ class PytorchEngine:
         with torch.no_grad():
             for copy_, trained in self._snapshot_pairs:
                 copy_.copy_(trained)
+        if self._snapshot_pairs and self._stream is not None:  # [inference] device on another GPU: sampling there
+            here, there = self._snapshot_pairs[0][1].device, self._stream.device  # starts after these copies
+            if here != there:
+                torch.cuda.current_stream(there).wait_stream(torch.cuda.current_stream(here))
         self.version = version
 
     def close(self) -> None:
