@@ -53,3 +53,17 @@ def test_an_engine_on_other_weights_stops_the_run(tiny_model, tmp_path):
 def test_tolerance_zero_turns_the_check_off(tiny_model):
     ctx, engine = _parts(tiny_model, inference={"sync_tolerance": 0})
     assert check_sync(ctx, engine, ctx.backend, 1, PROMPT, force=True) == {}
+
+
+def test_a_pytorch_engine_sampling_from_a_copy_is_probed_and_a_stale_copy_stops_the_run(tiny_model):
+    """[inference] device (and max_staleness 1's snapshot): the engine samples from a copy, so the probe runs without
+    force; a copy that missed the trainer's update is caught."""
+    ctx, engine = _parts(tiny_model, inference={"device": "cpu"})
+    assert engine.samples_from_copy
+    metrics = check_sync(ctx, engine, ctx.backend, 1, PROMPT)
+    assert set(metrics) == {"sync/logprob_gap"} and metrics["sync/logprob_gap"] < 1e-5
+    with torch.no_grad():
+        for p in ctx.backend.model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)  # an update the copy never received (no engine.sync)
+    with pytest.raises(NumericsError, match="^step 2: after the weight sync, the engine's logprobs differ"):
+        check_sync(ctx, engine, ctx.backend, 2, PROMPT)

@@ -47,9 +47,9 @@ def test_sampling_from_a_copy_on_its_own_device_trains_exactly_as_from_the_train
     split = run(config(tmp_path, tiny_model, "split", lora_rank=lora_rank, device="cpu"))
     assert read_samples(split) == read_samples(own)
     rows, expected = stable(read_metrics(split)), stable(read_metrics(own))
-    assert [r.keys() for r in rows] == [r.keys() for r in expected]
+    assert [r.keys() - {"sync/logprob_gap"} for r in rows] == [r.keys() for r in expected]
     for r, e in zip(rows, expected, strict=True):
-        assert r["mismatch/abs_logprob_delta"] < 1e-6, r
+        assert r["mismatch/abs_logprob_delta"] < 1e-6 and r["sync/logprob_gap"] < 1e-5, r  # the copy is probed
         for k in ("train/grad_norm", "entropy/mean", "reward/mean", "adv/mean_abs"):
             assert r[k] == pytest.approx(e[k], rel=1e-4), k
 

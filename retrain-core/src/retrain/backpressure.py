@@ -351,6 +351,12 @@ class BackpressureEngine:
         return bool(optional(self.engine, Engine, "shares_weights"))
 
     @property
+    def samples_from_copy(self) -> bool:
+        from retrain.protocols import Engine, optional
+
+        return bool(optional(self.engine, Engine, "samples_from_copy"))
+
+    @property
     def sample_from_snapshot(self) -> Any:
         from retrain.protocols import Engine, optional
 

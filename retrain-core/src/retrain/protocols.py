@@ -75,6 +75,9 @@ class Engine(Protocol):
     #: True when the engine samples from the trainer's own weights (same numerics): the loop then
     #: trains without the engine/trainer importance correction.
     shares_weights: bool = False
+    #: True while a ``shares_weights`` engine samples from its own copy of the trainer's weights, refreshed by
+    #: ``sync`` (``sample_from_snapshot``, ``[inference] device``): the post-sync probe then checks that copy.
+    samples_from_copy: bool = False
     #: ``step_metrics()``: the engine's own metrics of the last step (e.g. back pressure's ``backpressure/*``).
     step_metrics: Callable[[], dict[str, float]] = no_metrics
     #: ``sample_from_snapshot()``: from now on sample from a private copy of the policy, refreshed by each

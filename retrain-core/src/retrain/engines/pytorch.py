@@ -193,6 +193,11 @@ class PytorchEngine:
         if device:  # split mode in one process: a full copy of the policy there
             self.sample_from_snapshot(sampling_device(device, next(self.backend.model.parameters()).device))
 
+    @property
+    def samples_from_copy(self) -> bool:
+        """Sampling from a copy refreshed by :meth:`sync`: the loop's post-sync probe checks it."""
+        return self.snapshot is not None
+
     def sample_from_snapshot(self, device: Any = None) -> None:
         """From now on sample from a private copy of the policy, refreshed by each :meth:`sync`.
 

@@ -135,7 +135,8 @@ def check_sync(ctx: RunContext, engine: Any, backend: Any, step: int, prompt_ids
     stale output layer, a wrong adapter). Skipped when the tolerance is 0, under torchrun (``processes``
     > 1, the shard plan's), for a
     backend without ``logprobs``, and for engines that sample from the trainer's own tensors
-    (``shares_weights``: the pytorch engine) unless ``force``. Returns ``{"sync/logprob_gap": gap}``.
+    (``shares_weights``: the pytorch engine) unless ``force`` or they sample from a copy of them
+    (``samples_from_copy``: a snapshot, ``[inference] device``). Returns ``{"sync/logprob_gap": gap}``.
     """
     import torch
 
@@ -144,7 +145,8 @@ def check_sync(ctx: RunContext, engine: Any, backend: Any, step: int, prompt_ids
     tol = ctx.config.inference.sync_tolerance
     if tol <= 0 or processes > 1 or not hasattr(backend, "logprobs") or not prompt_ids:
         return {}
-    if optional(engine, Engine, "shares_weights") and not force:
+    own_tensors = optional(engine, Engine, "shares_weights") and not optional(engine, Engine, "samples_from_copy")
+    if own_tensors and not force:
         return {}  # it samples from the trainer's own tensors: nothing to compare (and a probe costs ~a step on CPU)
     guard = ctx.extras.get("nonfinite_guard")
     if guard is not None and guard.skipped and guard.skipped[-1] == step:
