@@ -224,9 +224,9 @@ class PytorchEngine:
         if len(self._snapshot_pairs) != sum(p.requires_grad for p in model.parameters()):
             raise RuntimeError("pytorch engine: the policy snapshot does not mirror the trainer's parameters")
         self.snapshot.requires_grad_(False)
-        device = next(self.snapshot.parameters()).device
-        if device.type == "cuda":  # kernels of the sampler thread must not queue behind the optimizer's
-            self._stream = torch.cuda.Stream(device)
+        sampling_on = next(self.snapshot.parameters()).device
+        if sampling_on.type == "cuda":  # kernels of the sampler thread must not queue behind the optimizer's
+            self._stream = torch.cuda.Stream(sampling_on)
 
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Generation:
         """B prompts -> N = B*n rows (groups contiguous), sampled with a KV cache in one batch."""
